@@ -5,5 +5,5 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$ROOT/.venv/bin"
 cd "$ROOT"
 bash scripts/check_sync.sh
-"$BIN/nbdev-test" --timing
+"$BIN/nbdev-test"
 "$BIN/pytest" -q

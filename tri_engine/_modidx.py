@@ -252,6 +252,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                     'tri_engine.signals._se_position': ('signals.html#_se_position', 'tri_engine/signals.py'),
                                     'tri_engine.signals._se_positions': ('signals.html#_se_positions', 'tri_engine/signals.py'),
                                     'tri_engine.signals._se_reconcile': ('signals.html#_se_reconcile', 'tri_engine/signals.py'),
+                                    'tri_engine.signals._se_rollback': ('signals.html#_se_rollback', 'tri_engine/signals.py'),
                                     'tri_engine.signals._se_rollback_entry': ('signals.html#_se_rollback_entry', 'tri_engine/signals.py'),
                                     'tri_engine.signals._se_rollback_exit': ('signals.html#_se_rollback_exit', 'tri_engine/signals.py'),
                                     'tri_engine.signals._se_state': ('signals.html#_se_state', 'tri_engine/signals.py'),
