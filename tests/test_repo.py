@@ -93,8 +93,11 @@ def test_main_job_rejects_an_unknown_coin_clearly(tmp_path, jupyter_env):
 
 
 def test_bundled_data_has_provenance_and_git_ignores_secrets_and_runs():
-    for d in (ROOT / "data_cache" / "bundled").iterdir():
-        if d.is_dir(): assert (d / "PROVENANCE.md").exists(), f"{d} has no PROVENANCE.md"
+    bundled = ROOT / "data_cache" / "bundled"
+    data_files = [p for p in bundled.rglob("*") if p.is_file() and p.name != "PROVENANCE.md"]
+    assert data_files
+    for f in data_files:
+        assert any((d / "PROVENANCE.md").exists() for d in f.parents if bundled in d.parents or d == bundled), f"{f} has no PROVENANCE.md above it"
     ignored = subprocess.run(["git", "check-ignore", ".env", "runs/x.ipynb", "data_cache/downloads/x.parquet", ".venv/x"],
                              cwd=ROOT, capture_output=True, text=True).stdout.split()
     assert ignored == [".env", "runs/x.ipynb", "data_cache/downloads/x.parquet", ".venv/x"]
