@@ -28,3 +28,6 @@ def test_import_direction():
     assert tri_imports("signals") <= {"tri_engine.core"}
     assert tri_imports("risk") <= {"tri_engine.core"}
     assert tri_imports("macro") <= {"tri_engine.core", "tri_engine.risk"}
+    assert tri_imports("books") <= {"tri_engine.core"}
+    assert tri_imports("data") <= {"tri_engine.core", "tri_engine.sessions", "tri_engine"}      # + the lazy CLI import of download
+    assert tri_imports("bars") <= {"tri_engine.core", "tri_engine.data"}
