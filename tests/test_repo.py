@@ -77,7 +77,7 @@ def test_main_job_leaves_an_output_notebook_with_a_plotly_chart(tmp_path, jupyte
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     charts = [o for o in outputs if "application/vnd.plotly.v1+json" in o.get("data", {})]
-    assert len(charts) == 2
+    assert len(charts) == 3                                          # z chart, rho panels, depth heatmap
     y = charts[0]["data"]["application/vnd.plotly.v1+json"]["data"][0]["y"]
     n = len(base64.b64decode(y["bdata"])) // np.dtype(y["dtype"]).itemsize if isinstance(y, dict) else len(y)
     assert n > 6_000                                                # the real ETH bars, not a toy series
