@@ -163,6 +163,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'tri_engine.data._provenance': ('data.html#_provenance', 'tri_engine/data.py'),
                                  'tri_engine.data._write': ('data.html#_write', 'tri_engine/data.py'),
                                  'tri_engine.data._xnys_sessions': ('data.html#_xnys_sessions', 'tri_engine/data.py'),
+                                 'tri_engine.data.bars_figure': ('data.html#bars_figure', 'tri_engine/data.py'),
                                  'tri_engine.data.bundle_from_shared': ('data.html#bundle_from_shared', 'tri_engine/data.py'),
                                  'tri_engine.data.cache_roots': ('data.html#cache_roots', 'tri_engine/data.py'),
                                  'tri_engine.data.catalog': ('data.html#catalog', 'tri_engine/data.py'),
