@@ -16,6 +16,7 @@ def readme_commands() -> list[str]:
 def test_readme_has_the_two_commands_and_ci_runs_exactly_command_b():
     cmds = readme_commands()
     assert cmds[0] == "bash scripts/setup.sh && bash scripts/main.sh"
+    assert "runbooks/hl_live.ipynb" in (ROOT / "scripts" / "main.sh").read_text()
     assert cmds[1] == "bash scripts/setup.sh && bash scripts/test.sh"
     ci_lines = [l for l in (ROOT / ".ci" / "run").read_text().splitlines() if l.strip() and not l.startswith("#")]
     assert ci_lines[-1] == cmds[1], "the last line of .ci/run must be README command (b)"
@@ -66,7 +67,7 @@ def test_sync_check_fails_on_a_new_module_that_was_never_committed(tmp_path):
     assert "tri_engine/killswitch.py" in bad.stderr
 
 
-def test_main_job_leaves_an_output_notebook_with_a_plotly_chart(tmp_path, jupyter_env):
+def test_explore_runbook_leaves_an_output_notebook_with_plotly_charts(tmp_path, jupyter_env):
     out = tmp_path / "explore.ipynb"
     html = tmp_path / "explore.html"
     r = subprocess.run([str(BIN / "papermill"), "--no-progress-bar", str(ROOT / "runbooks" / "explore_hl.ipynb"), str(out),
@@ -85,7 +86,24 @@ def test_main_job_leaves_an_output_notebook_with_a_plotly_chart(tmp_path, jupyte
     assert any("ETH:" in o.get("text", "") for o in outputs if o.output_type == "stream")
 
 
-def test_main_job_rejects_an_unknown_coin_clearly(tmp_path, jupyter_env):
+def test_main_job_trades_in_sim_and_reports(tmp_path, jupyter_env):
+    out = tmp_path / "hl_live.ipynb"
+    r = subprocess.run([str(BIN / "papermill"), "--no-progress-bar", str(ROOT / "runbooks" / "hl_live.ipynb"), str(out),
+                        "-p", "duration_s", "45", "-p", "run_dir", str(tmp_path / "run")],
+                       cwd=ROOT, capture_output=True, text=True, env=jupyter_env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    nb = nbformat.read(out, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    n_fills = int(re.search(r"fills: (\d+)", text).group(1))
+    assert n_fills > 0, text[-2000:]
+    assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
+    log = (tmp_path / "run" / "hl_engine.jsonl").read_text()
+    assert '"event":"fill"' in log and '"event":"positions"' in log
+
+
+def test_explore_runbook_rejects_an_unknown_coin_clearly(tmp_path, jupyter_env):
     r = subprocess.run([str(BIN / "papermill"), "--no-progress-bar", str(ROOT / "runbooks" / "explore_hl.ipynb"),
                         str(tmp_path / "o.ipynb"), "-p", "coin", "NOPE"], cwd=ROOT, capture_output=True, text=True, env=jupyter_env, timeout=300)
     assert r.returncode != 0

@@ -1,0 +1,223 @@
+"Scenarios a user of the Hyperliquid engine lived through, against the simulator with the unmodified SDK."
+from __future__ import annotations
+import asyncio, contextlib, dataclasses, json
+from pathlib import Path
+import pytest
+from eth_account import Account
+from hyperliquid.exchange import Exchange
+from hyperliquid.info import Info
+from tri_engine.config import load_settings, SettingsError
+from tri_engine.core import EventLog, IntentKind, Side, Tif, ExecutionStyle, BookSnapshot
+from tri_engine.signals import SignalIntent
+from tri_engine.engine.core import Engine
+from tri_engine.engines.hl import hl_engine_config, build_gate, run_hl
+from tri_engine.risk import MacroCalendar
+from tri_engine.sim.hyperliquid import HyperliquidSim
+from tri_engine.venues.hyperliquid.config import hl_config
+from tri_engine.venues.hyperliquid.data import HlData
+from tri_engine.venues.hyperliquid.execution import HlExecution
+
+
+
+class SimClock:
+    "The engine reads the simulator's replay time (tests step it explicitly)."
+    def __init__(self, sim): self.sim = sim
+    def now_ms(self) -> int: return self.sim.now_ms
+
+
+@contextlib.asynccontextmanager
+async def engine_on_sim(tmp_path, coins=("ETH", "SOL", "xyz:TSLA"), **cfg_kw):
+    "An Engine wired to the HL adapter over a step-driven simulator, with the fill stream feeding on_fill."
+    acct = Account.create()
+    async with HyperliquidSim(list(coins), speed=None, funded={acct.address: {"perp": 10_000, "xyz": 5_000}}) as sim:
+        settings = load_settings(env={})
+        cfg = dataclasses.replace(hl_config(settings, sim.url), coins=tuple(coins), dexs=("xyz",))
+        log = EventLog(tmp_path / "hl_engine.jsonl", "hl", SimClock(sim))
+        ex = await asyncio.to_thread(HlExecution, cfg, acct, acct.address, log)
+        data = await asyncio.to_thread(HlData, cfg, list(coins), log)
+        ecfg = dataclasses.replace(hl_engine_config(settings, coins, "test-run"), **cfg_kw)
+        gate = build_gate(settings, coins, await ex.account_value(), MacroCalendar([]))
+        eng = Engine(ecfg, data, ex, gate, log, SimClock(sim))
+        loop, q = asyncio.get_running_loop(), asyncio.Queue()
+        fills = asyncio.create_task(ex.run_fills(lambda ev: loop.call_soon_threadsafe(q.put_nowait, ev)))
+
+        async def pump(wait_s: float = 0.6):
+            "Let pushed fills arrive and hand them to the engine."
+            await asyncio.sleep(wait_s)
+            while not q.empty(): await eng.on_fill(q.get_nowait())
+        eng.pump, eng.sim, eng.acct = pump, sim, acct
+        for c in coins: await refresh_book(eng, c)
+        await pump(1.0)
+        try: yield eng
+        finally:
+            fills.cancel()
+            with contextlib.suppress(BaseException): await fills
+            log.close()
+
+
+async def refresh_book(eng, coin):
+    "Give the engine the venue's current book (as the l2Book feed would)."
+    raw = await asyncio.to_thread(eng.data.http.l2_snapshot, coin)
+    from tri_engine.venues.hyperliquid.parsing import parse_l2book
+    eng.books[coin] = parse_l2book(raw)
+    return eng.books[coin]
+
+
+async def decide(eng, coin, kind, side, z=-1.5, tag="default"):
+    "What the strategy decides: put the signal core in the pending state and act on the intent."
+    ts = eng.signals._tag(coin, tag)
+    ts.pending, ts.pending_side = kind, side
+    it = SignalIntent(symbol=coin, tag=tag, kind=kind, side=side, reason="test", ts_ms=eng.now_ms(), z=z, ref_px=eng.books[coin].mid)
+    return await eng.act(it)
+
+
+def entry_size(eng, coin, notional=250.0, lot=1e-4) -> float:
+    "The size the engine will send for a maker buy at the current best bid."
+    import math
+    return round(math.floor(notional / eng.books[coin].best_bid / lot + 1e-9) * lot, 10)
+
+
+async def sdk(fn, *a, **kw):
+    "Call the blocking SDK off the event loop (the simulator serves from the same loop)."
+    return await asyncio.to_thread(fn, *a, **kw)
+
+
+async def venue_info(eng) -> Info:
+    return await sdk(Info, eng.sim.url, skip_ws=True, perp_dexs=["", "xyz"])
+
+
+async def venue_position(eng, coin) -> float:
+    info = await venue_info(eng)
+    dex = coin.split(":")[0] if ":" in coin else ""
+    st = await sdk(info.user_state, eng.acct.address, dex)
+    return {p["position"]["coin"]: float(p["position"]["szi"]) for p in st["assetPositions"]}.get(coin, 0.0)
+
+
+def events(eng, name):
+    return [json.loads(l) for l in Path(eng.log.path).read_text().splitlines() if f'"event":"{name}"' in l]
+
+
+async def step_until(eng, cond, max_steps=60, ms=5_000, watchdog=True):
+    "Advance the venue in steps, feeding books and fills (and the 1 s sweep) until `cond()`."
+    for _ in range(max_steps):
+        if cond(): return True
+        await eng.sim.advance_ms(ms)
+        for c in eng.cfg.symbols: await refresh_book(eng, c)
+        await eng.pump(0.3)
+        if watchdog: await eng.on_timer()
+    return cond()
+
+
+async def test_maker_entry_filled_in_three_chunks_then_exit_leaves_no_dust(tmp_path):
+    async with engine_on_sim(tmp_path) as eng:
+        q = entry_size(eng, "ETH")
+        eng.sim.partial_fill_schedule(eng.acct.address, [0.03, 0.02, round(q - 0.05, 4)])
+        o = await decide(eng, "ETH", IntentKind.ENTRY, Side.BUY)
+        assert o is not None and o.route.tif is Tif.ALO and o.target_sz == pytest.approx(q)
+        assert await step_until(eng, lambda: o.settled, watchdog=False)                  # no reprice: the order waits for its chunks
+        assert eng.signals.position("ETH", "default") == pytest.approx(q)                # cumulative, booked once
+        assert len([e for e in events(eng, "fill") if e["cid"] == o.cid]) == 3
+        assert await venue_position(eng, "ETH") == pytest.approx(q)
+        eng.sim.partial_fill_schedule(eng.acct.address, [0.04, round(q - 0.04, 4)])
+        x = await decide(eng, "ETH", IntentKind.EXIT, Side.SELL, z=-0.2)
+        assert await step_until(eng, lambda: x.settled, watchdog=False)
+        assert eng.signals.position("ETH", "default") == 0.0 and await venue_position(eng, "ETH") == 0.0
+        assert eng.signals._tag("ETH", "default").flat
+
+
+async def test_inner_error_inside_status_ok_rolls_back_without_phantom(tmp_path):
+    async with engine_on_sim(tmp_path) as eng:
+        eng.sim.force_order_error("Insufficient margin to place order. asset=1")
+        o = await decide(eng, "ETH", IntentKind.ENTRY, Side.BUY)
+        assert o.settled and o.filled_sz == 0
+        rej = events(eng, "hl_order_inner_rejection")
+        assert rej and rej[-1]["error"].startswith("Insufficient margin")
+        assert eng.signals._tag("ETH", "default").flat and eng.signals.positions() == {}
+        await eng.reconcile(None)
+        assert eng.signals.positions() == {} and await venue_position(eng, "ETH") == 0.0
+
+
+async def test_manual_trade_at_the_venue_is_caught_by_the_flip_guard_and_adopted(tmp_path):
+    async with engine_on_sim(tmp_path) as eng:
+        manual = await sdk(Exchange, eng.acct, eng.sim.url, perp_dexs=["", "xyz"])
+        px = eng.books["SOL"].best_ask * 1.01
+        resp = await asyncio.to_thread(manual.order, "SOL", True, 2.0, round(px, 2), {"limit": {"tif": "Ioc"}})
+        assert "filled" in resp["response"]["data"]["statuses"][0]
+        o = await decide(eng, "SOL", IntentKind.ENTRY, Side.BUY)
+        assert o is None                                                              # the guard refused the order
+        assert events(eng, "flip_guard_block")[-1]["live"] == pytest.approx(2.0)
+        assert events(eng, "reconcile")[-1]["action"] == "adopted"
+        assert eng.signals.position("SOL", "default") == pytest.approx(2.0)
+        await asyncio.to_thread(manual.order, "SOL", False, 2.0, round(eng.books["SOL"].best_bid * 0.99, 2), {"limit": {"tif": "Ioc"}}, True)
+        await eng.reconcile(None)
+        assert eng.signals.positions() == {}                                          # the venue went flat: memory wiped
+
+
+async def test_ws_drop_during_a_resting_order_misses_no_fill_and_counts_none_twice(tmp_path):
+    async with engine_on_sim(tmp_path) as eng:
+        q = entry_size(eng, "ETH")
+        eng.sim.partial_fill_schedule(eng.acct.address, [0.03, round(q - 0.03, 4)])
+        o = await decide(eng, "ETH", IntentKind.ENTRY, Side.BUY)
+        await eng.sim.drop_ws()                                                       # the SDK never reconnects by itself
+        assert await step_until(eng, lambda: o.settled, ms=5_000)
+        await eng.pump(2.5)                                                           # the watchdog rebuild + backfill
+        fills = [e for e in events(eng, "fill") if e["cid"] == o.cid]
+        assert len(fills) == 2 and sum(f["sz"] for f in fills) == pytest.approx(q)
+        assert eng.signals.position("ETH", "default") == pytest.approx(q) == await venue_position(eng, "ETH")
+        assert events(eng, "hl_ws_rebuild")
+
+
+async def test_stale_book_blocks_entries_until_fresh(tmp_path):
+    async with engine_on_sim(tmp_path) as eng:
+        st = eng.signals.symbols["SOL"]
+        for i in range(60): eng.signals.on_bar("SOL", 180.0 + (i % 3) * 0.1, eng.now_ms() - (61 - i) * 60_000)
+        book = eng.books["SOL"]
+        await eng.on_book(BookSnapshot(venue="hl", symbol="SOL", ts_ms=eng.now_ms() - 60_000, bid_px=book.bid_px,
+                                       bid_sz=tuple(s * 5 for s in book.bid_sz), ask_px=book.ask_px, ask_sz=book.ask_sz))
+        eng.signals.on_bar("SOL", 170.0, eng.now_ms() - 60_000)                       # a deep dip: z << -1.25
+        assert st.last_z < -1.25 and st.rho > 0
+        await eng.evaluate("SOL")
+        assert not events(eng, "order_intent")                                         # the book is a minute old
+        fresh = BookSnapshot(venue="hl", symbol="SOL", ts_ms=eng.now_ms(), bid_px=book.bid_px, bid_sz=tuple(s * 5 for s in book.bid_sz),
+                             ask_px=book.ask_px, ask_sz=book.ask_sz)
+        await eng.on_book(fresh)
+        assert [e["coin"] for e in events(eng, "order_intent")] == ["SOL"]
+
+
+async def test_dust_residual_is_flat(tmp_path):
+    async with engine_on_sim(tmp_path) as eng:
+        changes = await eng.reconcile({"ETH": 0.0001, "SOL": 0.004})                  # below 1.5e-4 ETH and 1.5e-2 SOL
+        assert changes == [] and eng.signals.positions() == {}
+
+
+async def test_hip3_gets_isolated_leverage_and_its_exit_goes_ioc(tmp_path):
+    async with engine_on_sim(tmp_path) as eng:
+        assert await eng.ex.pin_leverage(["xyz:TSLA", "ETH"]) == {"xyz:TSLA": None, "ETH": None}
+        info = await venue_info(eng)
+        o = await decide(eng, "xyz:TSLA", IntentKind.ENTRY, Side.BUY, z=-3.2)        # |z| >= 3: urgent, IOC
+        assert o.route.tif is Tif.IOC and o.settled and o.filled_sz > 0
+        lev = [p["position"]["leverage"] for p in (await sdk(info.user_state, eng.acct.address, "xyz"))["assetPositions"]][0]
+        assert lev["type"] == "isolated" and lev["value"] == 5
+        x = await decide(eng, "xyz:TSLA", IntentKind.EXIT, Side.SELL, z=0.0)
+        assert x.route.tif is Tif.IOC and x.route.style is ExecutionStyle.TAKER
+        assert await venue_position(eng, "xyz:TSLA") == 0.0 and eng.signals.positions() == {}
+
+
+async def test_kill_switch_cancels_every_resting_order(tmp_path):
+    async with engine_on_sim(tmp_path) as eng:
+        a = await decide(eng, "ETH", IntentKind.ENTRY, Side.BUY)
+        b = await decide(eng, "SOL", IntentKind.ENTRY, Side.BUY)
+        info = await venue_info(eng)
+        assert len(await sdk(info.open_orders, eng.acct.address)) == 2
+        eng.kill.request_flatten("operator KILL", eng.now_ms())
+        await eng.on_timer()
+        assert await sdk(info.open_orders, eng.acct.address) == [] and a.settled and b.settled
+        assert eng.kill.halted
+
+
+async def test_live_without_keys_fails_before_connecting(monkeypatch, tmp_path):
+    for k in ("HL_WALLET_ADDRESS", "HL_PRIVATE_KEY"): monkeypatch.delenv(k, raising=False)
+    with pytest.raises(SettingsError) as e:
+        await run_hl(mode="LIVE", duration_s=1, run_dir=tmp_path / "r")
+    assert {"HL_WALLET_ADDRESS", "HL_PRIVATE_KEY"} <= set(e.value.keys)
+    assert not (tmp_path / "r").exists()                                              # nothing was started, nothing written
