@@ -177,11 +177,11 @@ async def test_stale_book_blocks_entries_until_fresh(tmp_path):
         eng.signals.on_bar("SOL", 170.0, eng.now_ms() - 60_000)                       # a deep dip: z << -1.25
         assert st.last_z < -1.25 and st.rho > 0
         await eng.evaluate("SOL")
-        assert not events(eng, "order_intent")                                         # the book is a minute old
+        assert not events(eng, "hl_order_intent")                                         # the book is a minute old
         fresh = BookSnapshot(venue="hl", symbol="SOL", ts_ms=eng.now_ms(), bid_px=book.bid_px, bid_sz=tuple(s * 5 for s in book.bid_sz),
                              ask_px=book.ask_px, ask_sz=book.ask_sz)
         await eng.on_book(fresh)
-        assert [e["coin"] for e in events(eng, "order_intent")] == ["SOL"]
+        assert [e["coin"] for e in events(eng, "hl_order_intent")] == ["SOL"]
 
 
 async def test_dust_residual_is_flat(tmp_path):
@@ -221,3 +221,21 @@ async def test_live_without_keys_fails_before_connecting(monkeypatch, tmp_path):
         await run_hl(mode="LIVE", duration_s=1, run_dir=tmp_path / "r")
     assert {"HL_WALLET_ADDRESS", "HL_PRIVATE_KEY"} <= set(e.value.keys)
     assert not (tmp_path / "r").exists()                                              # nothing was started, nothing written
+
+
+async def test_fund_perp_moves_spot_usdc_to_perp_with_the_key_from_the_environment(tmp_path):
+    import os, sys
+    acct = Account.create()
+    async with HyperliquidSim(["ETH"], speed=None, funded={acct.address: {"spot": 100.0}}) as sim:
+        env = {**os.environ, "HL_PRIVATE_KEY": acct.key.hex(), "EXECUTION_MODE": "SIM"}
+        p = await asyncio.create_subprocess_exec(sys.executable, "-m", "tri_engine.fund_perp", "40", "--base-url", sim.url, env=env,
+                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(p.communicate(), 120)
+        assert p.returncode == 0, err.decode()
+        assert "spot -> perp: ok" in out.decode() and acct.key.hex()[-40:] not in (out + err).decode()
+        info = await sdk(Info, sim.url, skip_ws=True)
+        assert float((await sdk(info.user_state, acct.address))["marginSummary"]["accountValue"]) == pytest.approx(40.0)
+        p = await asyncio.create_subprocess_exec(sys.executable, "-m", "tri_engine.fund_perp", "1000", "--base-url", sim.url, env=env,
+                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(p.communicate(), 120)
+        assert p.returncode == 2 and "transfer refused" in err.decode()          # only 60 USDC left in spot
