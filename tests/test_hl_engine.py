@@ -31,7 +31,7 @@ async def engine_on_sim(tmp_path, coins=("ETH", "SOL", "xyz:TSLA"), **cfg_kw):
     acct = Account.create()
     async with HyperliquidSim(list(coins), speed=None, funded={acct.address: {"perp": 10_000, "xyz": 5_000}}) as sim:
         settings = load_settings(env={})
-        cfg = dataclasses.replace(hl_config(settings, sim.url), coins=tuple(coins), dexs=("xyz",))
+        cfg = dataclasses.replace(hl_config(settings, sim.url), coins=tuple(coins), dexs=("xyz",) if any(":" in c for c in coins) else ())
         log = EventLog(tmp_path / "hl_engine.jsonl", "hl", SimClock(sim))
         ex = await asyncio.to_thread(HlExecution, cfg, acct, acct.address, log)
         data = await asyncio.to_thread(HlData, cfg, list(coins), log)
@@ -83,7 +83,7 @@ async def sdk(fn, *a, **kw):
 
 
 async def venue_info(eng) -> Info:
-    return await sdk(Info, eng.sim.url, skip_ws=True, perp_dexs=["", "xyz"])
+    return await sdk(Info, eng.sim.url, skip_ws=True, perp_dexs=eng.data.cfg.perp_dexs)
 
 
 async def venue_position(eng, coin) -> float:
@@ -239,3 +239,37 @@ async def test_fund_perp_moves_spot_usdc_to_perp_with_the_key_from_the_environme
                                                  stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(p.communicate(), 120)
         assert p.returncode == 2 and "transfer refused" in err.decode()          # only 60 USDC left in spot
+
+
+async def test_shadow_mode_logs_intents_and_sends_nothing(tmp_path):
+    from tri_engine.core import Mode
+    async with engine_on_sim(tmp_path, mode=Mode.SHADOW) as eng:
+        o = await decide(eng, "ETH", IntentKind.ENTRY, Side.BUY)
+        assert o.settled and o.filled_sz == 0 and events(eng, "shadow_order")
+        info = await venue_info(eng)
+        assert await sdk(info.open_orders, eng.acct.address) == [] and eng.signals._tag("ETH", "default").flat
+        assert (await sdk(info.user_fills, eng.acct.address)) == []
+
+
+async def test_a_stale_book_on_a_live_connection_makes_the_data_watchdog_resubscribe(tmp_path):
+    async with engine_on_sim(tmp_path, coins=("ETH", "SOL")) as eng:
+        eng.data.cfg = dataclasses.replace(eng.data.cfg, book_stale_s=1.5)
+        eng.sim.speed = None
+        got = []
+        task = asyncio.create_task(eng.data.run(got.append))
+        try:
+            for _ in range(20):                                                   # books flowing on both coins
+                await eng.sim.advance_ms(1_000); await asyncio.sleep(0.1)
+            eng.sim.stall_book("SOL")
+            for _ in range(40):
+                await eng.sim.advance_ms(1_000); await asyncio.sleep(0.1)
+            eng.sim.stall_book("SOL", on=False)
+            n_before = sum(1 for b in got if getattr(b, "symbol", "") == "SOL")
+            for _ in range(20):
+                await eng.sim.advance_ms(1_000); await asyncio.sleep(0.1)
+        finally:
+            task.cancel()
+            with contextlib.suppress(BaseException): await task
+        rebuilds = events(eng, "hl_ws_rebuild")
+        assert any(r["why"].startswith("stale_book:") and "SOL" in r["why"] for r in rebuilds)
+        assert sum(1 for b in got if getattr(b, "symbol", "") == "SOL") > n_before    # SOL books flow again
