@@ -273,3 +273,24 @@ async def test_a_stale_book_on_a_live_connection_makes_the_data_watchdog_resubsc
         rebuilds = events(eng, "hl_ws_rebuild")
         assert any(r["why"].startswith("stale_book:") and "SOL" in r["why"] for r in rebuilds)
         assert sum(1 for b in got if getattr(b, "symbol", "") == "SOL") > n_before    # SOL books flow again
+
+
+async def test_hybrid_bars_candles_for_alpaca_listed_coins_mid_synthesis_for_the_rest(tmp_path):
+    from tri_engine.core import Bar
+    async with engine_on_sim(tmp_path, coins=("BTC", "HYPE", "xyz:TSLA")) as eng:
+        assert eng.data.source == {"BTC": "candles", "HYPE": "mid", "xyz:TSLA": "mid"}
+        got = []
+        task = asyncio.create_task(eng.data.run(got.append))
+        try:
+            await asyncio.sleep(1.0)
+            for _ in range(40):                                                   # 4 market minutes
+                await eng.sim.advance_ms(6_000); await asyncio.sleep(0.1)
+        finally:
+            task.cancel()
+            with contextlib.suppress(BaseException): await task
+        bars = [b for b in got if isinstance(b, Bar)]
+        by = {c: [b for b in bars if b.symbol == c] for c in ("BTC", "HYPE", "xyz:TSLA")}
+        assert by["BTC"] and by["HYPE"], {c: len(v) for c, v in by.items()}
+        assert all(b.volume > 0 for b in by["BTC"])                              # the venue's candles
+        assert all(b.volume == 0.0 for b in by["HYPE"] + by["xyz:TSLA"])          # synthesised from the mid
+        for v in by.values(): assert [b.ts_ms for b in v] == sorted({b.ts_ms for b in v})   # closed once each, in order
