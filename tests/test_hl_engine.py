@@ -251,6 +251,15 @@ async def test_shadow_mode_logs_intents_and_sends_nothing(tmp_path):
         assert (await sdk(info.user_fills, eng.acct.address)) == []
 
 
+async def test_shadow_coins_are_logged_not_sent_while_other_coins_trade(tmp_path):
+    async with engine_on_sim(tmp_path, shadow_symbols=frozenset({"SOL"})) as eng:
+        s = await decide(eng, "SOL", IntentKind.ENTRY, Side.BUY)
+        e = await decide(eng, "ETH", IntentKind.ENTRY, Side.BUY)
+        assert [x["coin"] for x in events(eng, "shadow_order")] == ["SOL"]
+        info = await venue_info(eng)
+        assert [o["coin"] for o in await sdk(info.open_orders, eng.acct.address)] == ["ETH"]
+
+
 async def test_a_stale_book_on_a_live_connection_makes_the_data_watchdog_resubscribe(tmp_path):
     async with engine_on_sim(tmp_path, coins=("ETH", "SOL")) as eng:
         eng.data.cfg = dataclasses.replace(eng.data.cfg, book_stale_s=1.5)
