@@ -1150,6 +1150,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                                                'tri_engine/venues/hyperliquid/data.py'),
                                                     'tri_engine.venues.hyperliquid.data._hd_backfill': ( 'hl_data.html#_hd_backfill',
                                                                                                          'tri_engine/venues/hyperliquid/data.py'),
+                                                    'tri_engine.venues.hyperliquid.data._hd_http_book_newer': ( 'hl_data.html#_hd_http_book_newer',
+                                                                                                                'tri_engine/venues/hyperliquid/data.py'),
                                                     'tri_engine.venues.hyperliquid.data._hd_preseed': ( 'hl_data.html#_hd_preseed',
                                                                                                         'tri_engine/venues/hyperliquid/data.py'),
                                                     'tri_engine.venues.hyperliquid.data._hd_run': ( 'hl_data.html#_hd_run',
