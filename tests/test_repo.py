@@ -101,6 +101,10 @@ def test_main_job_trades_in_sim_and_reports(tmp_path, jupyter_env):
     assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
     log = (tmp_path / "run" / "hl_engine.jsonl").read_text()
     assert '"event":"fill"' in log and '"event":"positions"' in log
+    src = [json.loads(l) for l in log.splitlines() if '"event":"universe_source"' in l][0]
+    assert src["source"] in ("default", str(ROOT / "universes" / "hl.toml"), "env")          # which universe source won is logged
+    recal = [json.loads(l) for l in log.splitlines() if '"event":"tiers_recalibrated"' in l][0]
+    assert set(recal["tiers"]) <= {c for c in src["coins"] if ":" in c} and recal["tiers"]    # HIP-3 tiers refined at boot
 
 
 def test_explore_runbook_rejects_an_unknown_coin_clearly(tmp_path, jupyter_env):
