@@ -13,4 +13,17 @@ if ! command -v uv >/dev/null 2>&1 && [ ! -x "$HOME/.local/bin/uv" ]; then
 fi
 UV="$(command -v uv || echo "$HOME/.local/bin/uv")"
 "$UV" sync --frozen --python "$PY" --quiet
-echo "setup: OK ($("$ROOT/.venv/bin/python" -V), $("$UV" --version))"
+# The panel's browser test drives Debian's Chromium with Playwright (installed above from uv.lock); Playwright never
+# downloads a browser. Install Chromium with apt when it is missing (root, or passwordless sudo); TRI_CHROMIUM overrides.
+if [ -z "${TRI_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 && [ "$(uname -s)" = "Linux" ]; then
+  if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null; }; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+    echo "setup: installing chromium (apt) for tests/test_panel_browser.py"
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: WARNING: chromium is missing and cannot be installed here (needs apt-get as root or sudo);" \
+         "tests/test_panel_browser.py needs it (or TRI_CHROMIUM=/path/to/chromium)" >&2
+  fi
+fi
+echo "setup: OK ($("$ROOT/.venv/bin/python" -V), $("$UV" --version), chromium: $(command -v chromium || echo "${TRI_CHROMIUM:-missing}"))"
