@@ -197,6 +197,43 @@ async def test_crypto_buy_pays_its_fee_in_btc_and_the_position_is_btcusd(csim):
     assert csim.positions_json(KEY) == []
 
 
+async def test_selling_exactly_the_reported_crypto_position_is_accepted_and_more_gets_the_real_403(csim):
+    "Regression: the fee taken in ETH left a holding 0.4 nano-ETH below the shown qty, so selling it got 403 'insufficient balance for USD'."
+    tc = trading(csim)
+    bid = csim.book_levels("ETH/USD")["b"][0][0]
+    b = await sdk(tc.submit_order, LimitOrderRequest(symbol="ETH/USD", qty=0.704820975, side=OrderSide.BUY, time_in_force=TimeInForce.GTC, limit_price=bid))
+    for _ in range(240):
+        if (await sdk(tc.get_order_by_id, b.id)).status.value == "filled": break
+        await csim.advance_ms(10_000)
+    assert (await sdk(tc.get_order_by_id, b.id)).filled_qty == "0.704820975"
+    pos = await sdk(tc.get_open_position, "ETHUSD")
+    assert (pos.qty, pos.qty_available) == ("0.703763744", "0.703763744")      # less the 0.15 % maker fee 0.0010572314625, to 1e-9
+    assert csim.trade_updates[KEY][-1]["position_qty"] == "0.703763744"
+    ask = csim.book_levels("ETH/USD")["a"][0][0]
+    g = await sdk(tc.submit_order, LimitOrderRequest(symbol="ETH/USD", qty=float(pos.qty), side=OrderSide.SELL, time_in_force=TimeInForce.GTC, limit_price=ask))
+    assert g.status.value == "new"                                                  # the whole holding, resting at the ask
+    e = await api_error(tc.submit_order, LimitOrderRequest(symbol="ETH/USD", qty=float(pos.qty), side=OrderSide.SELL, time_in_force=TimeInForce.IOC,
+                                                           limit_price=round(bid * 0.99, 1)))
+    assert (e.status_code, json.loads(str(e))) == (403, {"code": 40310000, "message": "insufficient balance for ETH (requested: 0.703763744, available: 0)"})
+    await sdk(tc.cancel_order_by_id, g.id)
+    bid = csim.book_levels("ETH/USD")["b"][0][0]
+    e = await api_error(tc.submit_order, LimitOrderRequest(symbol="ETH/USD", qty=0.703763745, side=OrderSide.SELL, time_in_force=TimeInForce.IOC,
+                                                           limit_price=round(bid * 0.99, 1)))
+    assert (e.status_code, json.loads(str(e))) == (403, {"code": 40310000, "message": "insufficient balance for ETH (requested: 0.703763745, available: 0.703763744)"})
+    s = await sdk(tc.submit_order, LimitOrderRequest(symbol="ETH/USD", qty=float(pos.qty), side=OrderSide.SELL, time_in_force=TimeInForce.IOC,
+                                                     limit_price=round(bid * 0.99, 1)))
+    assert (s.status.value, s.filled_qty) == ("filled", "0.703763744")
+    assert await sdk(tc.get_all_positions) == [] and csim.trade_updates[KEY][-1]["position_qty"] == "0"
+    # two taker buys whose float sum is 2e-15 below the shown decimal (11.082225 + 0.01995 = 11.102174999999999): still all sellable
+    for q in (11.11, 0.02):
+        await sdk(tc.submit_order, MarketOrderRequest(symbol="ETH/USD", qty=q, side=OrderSide.BUY, time_in_force=TimeInForce.GTC))
+    pos = await sdk(tc.get_open_position, "ETHUSD")
+    assert pos.qty == "11.102175"
+    s = await sdk(tc.submit_order, MarketOrderRequest(symbol="ETH/USD", qty=float(pos.qty), side=OrderSide.SELL, time_in_force=TimeInForce.GTC))
+    assert (s.status.value, s.filled_qty) == ("filled", "11.102175")
+    assert await sdk(tc.get_all_positions) == [] and csim.positions_json(KEY) == []
+
+
 async def test_close_all_positions_answers_207_per_position(csim):
     tc = trading(csim)
     for sym, q in (("BTC/USD", 0.01), ("ETH/USD", 0.1)):

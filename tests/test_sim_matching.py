@@ -412,6 +412,54 @@ def test_spot_cannot_sell_what_it_does_not_hold():
     assert buy.fills[0].dir == "Buy"
 
 
+def deep_spot_core(fee_asset: str, rate: float, usd: float = 1e7):
+    "A spot ETH/USD core on the 1e-9 grid (Alpaca crypto) with a deep constant book: bid 100, ask 101, 1e6 each."
+    core = MatchingCore()
+    n = 4
+    ts = np.arange(n, dtype=np.int64) * 1000 + 1000
+    s = MarketStream("ETH/USD", False, ts, np.full((n, 1), 100.0), np.full((n, 1), 1e6), np.full((n, 1), 101.0), np.full((n, 1), 1e6))
+    core.add_instrument(InstrumentSpec("ETH/USD", "spot", 9, 1, FeeSchedule(rate, rate), fee_asset=fee_asset), s)
+    core.accounts.fund("a", usd)
+    core.advance(1000)
+    return core
+
+
+@SETTINGS
+@given(nanos=st.lists(st.integers(1, 20 * 10**9), min_size=1, max_size=8), rate=st.sampled_from([0.0025, 0.0015, 0.0011]),
+       fee_asset=st.sampled_from(["base", "quote"]))
+def test_a_spot_holding_stays_on_the_lot_grid_and_exactly_it_can_be_sold(nanos, rate, fee_asset):
+    core = deep_spot_core(fee_asset, rate)
+    fills = []
+    for k in nanos:
+        r = core.submit("a", "ETH/USD", True, 101.0, k / 1e9, "ioc")
+        assert r.status == "filled"
+        fills += r.fills
+    held = core.accounts.size("a", "ETH/USD")
+    assert held == round(held, 9) > 0                                          # no float noise: the decimal a venue shows
+    for f in fills:
+        assert f.fee_base == (round(rate * f.sz, 9) if fee_asset == "base" else 0.0)
+        assert f.fee == pytest.approx(rate * f.px * f.sz, abs=f.px * 1e-9)
+    assert held == pytest.approx(sum(f.sz - f.fee_base for f in fills), abs=1e-12)
+    paid = sum(f.px * f.sz + (0.0 if fee_asset == "base" else f.fee) for f in fills)
+    assert core.accounts.balance("a") == pytest.approx(1e7 - paid, abs=1e-6)
+    shown = float(f"{held:.9f}")
+    assert core.submit("a", "ETH/USD", False, 99.0, round(shown + 1e-9, 9), "ioc").reject == RejectCode.INSUFFICIENT_MARGIN
+    sell = core.submit("a", "ETH/USD", False, 99.0, shown, "ioc")
+    assert (sell.status, sell.filled_sz, sell.fills[0].fee_base) == ("filled", shown, 0.0)
+    assert core.accounts.size("a", "ETH/USD") == 0.0 and core.accounts.positions("a") == []
+
+
+def test_buys_paying_their_fee_in_the_base_asset_need_no_cash_for_it():
+    core = deep_spot_core("base", 0.0025, usd=101.0 * 0.704820975)
+    assert core.submit("a", "ETH/USD", True, 101.0, 0.704820975).status == "filled"     # a gtc crossing at 101: the whole cash, no fee reserve
+    assert core.accounts.size("a", "ETH/USD") == 0.703058923                          # less round(0.0025 x 0.704820975, 9)
+    assert core.accounts.balance("a") == pytest.approx(0.0, abs=1e-9)
+    q = deep_spot_core("quote", 0.0025, usd=101.0 * 0.704820975)
+    assert q.submit("a", "ETH/USD", True, 101.0, 0.704820975).reject == RejectCode.INSUFFICIENT_MARGIN   # a fee in cash needs cash
+    with pytest.raises(ValueError, match="spot"): InstrumentSpec("X", "perp", 3, 5, hl_fees(), fee_asset="base")
+    with pytest.raises(ValueError, match="fee_asset"): InstrumentSpec("X", "spot", 3, 1, hl_fees(), fee_asset="usd")
+
+
 # ---------------------------------------------------------------- funding on real data
 
 @pytest.mark.parametrize("is_buy", [True, False])
