@@ -7,7 +7,7 @@ from eth_account import Account
 from hyperliquid.exchange import Exchange
 from hyperliquid.info import Info
 from tri_engine.config import load_settings, SettingsError
-from tri_engine.core import EventLog, IntentKind, Side, Tif, ExecutionStyle, BookSnapshot
+from tri_engine.core import EventLog, IntentKind, Side, Tif, ExecutionStyle, BookSnapshot, Bar
 from tri_engine.signals import SignalIntent
 from tri_engine.engine.core import Engine
 from tri_engine.engines.hl import hl_engine_config, build_gate, run_hl
@@ -303,3 +303,107 @@ async def test_hybrid_bars_candles_for_alpaca_listed_coins_mid_synthesis_for_the
         assert all(b.volume > 0 for b in by["BTC"])                              # the venue's candles
         assert all(b.volume == 0.0 for b in by["HYPE"] + by["xyz:TSLA"])          # synthesised from the mid
         for v in by.values(): assert [b.ts_ms for b in v] == sorted({b.ts_ms for b in v})   # closed once each, in order
+
+
+# ---- generic engine features the Alpaca books use (macro freeze, session close, long only, status) ----
+
+def warm(eng, coin, closes, last):
+    "Fill the z window with `closes` and end on `last` (one bar per minute, ending a minute ago)."
+    for i, c in enumerate(closes): eng.signals.on_bar(coin, c, eng.now_ms() - (len(closes) + 1 - i) * 60_000)
+    eng.signals.on_bar(coin, last, eng.now_ms() - 60_000)
+
+
+def leaning_book(eng, coin, bid_heavy: bool):
+    "The venue's book re-stamped now, with its imbalance leaning to one side."
+    b = eng.books[coin]
+    k = (5, 1) if bid_heavy else (1, 5)
+    return BookSnapshot(venue="hl", symbol=coin, ts_ms=eng.now_ms(), bid_px=b.bid_px, bid_sz=tuple(s * k[0] for s in b.bid_sz),
+                        ask_px=b.ask_px, ask_sz=tuple(s * k[1] for s in b.ask_sz))
+
+
+async def test_macro_freeze_cancels_what_rests_and_decides_nothing_until_the_window_ends(tmp_path):
+    from tri_engine.risk import MacroEvent
+    async with engine_on_sim(tmp_path, macro_freeze=True) as eng:
+        t_cpi = eng.now_ms() + 10 * 60_000
+        eng.gate.macro = MacroCalendar([MacroEvent(ts_ms=t_cpi, kind="CPI", description="CPI m/m")], halt_window_min=5)
+        a = await decide(eng, "ETH", IntentKind.ENTRY, Side.BUY)
+        assert a.live
+        await eng.sim.step_to(t_cpi - 4 * 60_000)
+        await refresh_book(eng, "SOL"); await eng.on_timer()
+        assert events(eng, "macro_halt_start")[0]["macro"] == "CPI"
+        assert a.settled and await sdk((await venue_info(eng)).open_orders, eng.acct.address) == []
+        warm(eng, "SOL", [180.0 + (i % 3) * 0.1 for i in range(60)], 170.0)          # a deep dip with the book leaning bid
+        n_bars = eng.signals.symbols["SOL"].z.count
+        await eng.on_book(leaning_book(eng, "SOL", bid_heavy=True))
+        assert not [e for e in events(eng, "hl_order_intent") if e["coin"] == "SOL"]     # frozen: nothing decided
+        await eng.on_bar(Bar(venue="hl", symbol="SOL", timeframe="1m", ts_ms=eng.now_ms() - 30_000, open=170, high=170, low=169, close=169.5))
+        assert eng.signals.symbols["SOL"].z.count >= n_bars and eng.status()["macro"]["frozen"]   # ... while the buffers stay warm
+        await eng.sim.step_to(t_cpi + 6 * 60_000)
+        await refresh_book(eng, "SOL"); await eng.on_timer()
+        assert events(eng, "macro_halt_end") and not eng.status()["macro"]["frozen"]
+        warm(eng, "SOL", [180.0 + (i % 3) * 0.1 for i in range(60)], 170.0)
+        await eng.on_book(leaning_book(eng, "SOL", bid_heavy=True))
+        assert [e["coin"] for e in events(eng, "hl_order_intent")][-1] == "SOL"          # trading again
+
+
+async def test_session_close_flattens_before_the_close_and_sends_nothing_after_it(tmp_path):
+    async with engine_on_sim(tmp_path, coins=("ETH", "SOL")) as eng:
+        close = eng.now_ms() + 20 * 60_000
+        eng.cfg = dataclasses.replace(eng.cfg, session_open=lambda ts: ts < close, session_close_ms=lambda ts: close if ts < close else None,
+                                      flatten_before_close_ms=5 * 60_000)
+        q = entry_size(eng, "ETH")
+        eng.sim.partial_fill_schedule(eng.acct.address, [q])
+        o = await decide(eng, "ETH", IntentKind.ENTRY, Side.BUY)
+        assert await step_until(eng, lambda: o.settled, watchdog=False)
+        s = await decide(eng, "SOL", IntentKind.ENTRY, Side.BUY)                          # an entry resting into the pre-close window
+        assert s.live and await venue_position(eng, "ETH") == pytest.approx(q)
+        await eng.sim.step_to(close - 4 * 60_000)
+        for c in ("ETH", "SOL"): await refresh_book(eng, c)
+        await eng.on_timer(); await eng.pump(0.5)
+        assert events(eng, "session_flatten") and s.settled
+        assert await venue_position(eng, "ETH") == 0.0 and eng.signals.positions() == {}
+        assert await sdk((await venue_info(eng)).open_orders, eng.acct.address) == []
+        await eng.sim.step_to(close + 60_000)                                             # the session is closed
+        for c in ("ETH", "SOL"): await refresh_book(eng, c)
+        n_sent = len(events(eng, "hl_order_intent"))
+        assert await decide(eng, "SOL", IntentKind.ENTRY, Side.BUY) is None
+        manual = await sdk(Exchange, eng.acct, eng.sim.url)                               # someone opens a position by hand
+        await sdk(manual.order, "SOL", True, 1.0, round(eng.books["SOL"].best_ask * 1.01, 2), {"limit": {"tif": "Ioc"}})
+        await eng.reconcile(None)
+        assert await decide(eng, "SOL", IntentKind.EXIT, Side.SELL, z=0.0) is None        # not even an exit leaves outside the session
+        await eng.on_timer()
+        assert len(events(eng, "hl_order_intent")) == n_sent and {e["what"] for e in events(eng, "session_block")} >= {"order"}
+        assert eng.signals._tag("SOL", "default").pending is None and await venue_position(eng, "SOL") == 1.0
+
+
+async def test_a_long_only_book_never_evaluates_the_short_gate(tmp_path):
+    for allow_short, expect in ((False, []), (True, ["sell"])):
+        async with engine_on_sim(tmp_path / str(allow_short), allow_short=allow_short) as eng:
+            warm(eng, "SOL", [180.0 + (i % 3) * 0.1 for i in range(60)], 190.0)          # a spike: z >> +1.25
+            await eng.on_book(leaning_book(eng, "SOL", bid_heavy=False))                 # and the book leans ask: a short signal
+            assert eng.signals.symbols["SOL"].last_z > 1.25 and eng.signals.symbols["SOL"].rho < 0
+            assert [e["side"] for e in events(eng, "hl_order_intent")] == expect
+            assert [o["side"] for o in await sdk((await venue_info(eng)).open_orders, eng.acct.address)] == [{"sell": "A"}[s] for s in expect]
+
+
+async def test_status_snapshot_and_the_operators_halt_and_resume(tmp_path):
+    async with engine_on_sim(tmp_path) as eng:
+        q = entry_size(eng, "ETH")
+        eng.sim.partial_fill_schedule(eng.acct.address, [q])
+        o = await decide(eng, "ETH", IntentKind.ENTRY, Side.BUY)
+        assert await step_until(eng, lambda: o.settled, watchdog=False)
+        r = await decide(eng, "SOL", IntentKind.ENTRY, Side.BUY)
+        st = json.loads(json.dumps(eng.status()))                                         # JSON-able as served
+        assert st["mode"] == "SIM" and st["symbols"] == 3 and st["positions"] == {"ETH": pytest.approx(q)}
+        assert [(x["symbol"], x["side"], x["status"]) for x in st["open_orders"]] == [("SOL", "buy", "open")]
+        assert st["kill"]["halted"] is False and st["breaker"]["halted"] is False and st["macro"] == {"halted": False, "event": None, "frozen": False}
+        assert isinstance(st["unrealized_pnl_usd"], float) and st["last_event_ms"] is not None
+        eng.halt("operator: check the venue")
+        assert await decide(eng, "xyz:TSLA", IntentKind.ENTRY, Side.BUY) is None
+        assert events(eng, "risk_block")[-1]["reason"] == "killed" and eng.status()["kill"]["reason"] == "operator: check the venue"
+        eng.resume()
+        assert (await decide(eng, "xyz:TSLA", IntentKind.ENTRY, Side.BUY)) is not None
+        assert [e["on"] for e in events(eng, "kill_switch")] == [True, False]
+        eng.halt("operator: flatten", flatten=True)
+        await eng.on_timer(); await eng.pump(0.5)
+        assert eng.status()["positions"] == {} and eng.status()["open_orders"] == [] and await venue_position(eng, "ETH") == 0.0
