@@ -16,6 +16,7 @@ from aiohttp import web, WSMsgType
 from fastcore.basics import patch
 from ..core import DataError, dt_to_ms, iso_ms, ms_to_dt
 from ..sessions import us_equity_session
+from .base import ReplayVenue
 from .matching import MatchingCore, InstrumentSpec, ALPACA_CRYPTO_FEES, ALPACA_EQUITY_FEES, RejectCode
 from .alpaca_wire import *
 from .alpaca_wire import _ID_NS, _to_dec
@@ -34,8 +35,10 @@ DATA_PATHS = {"/v1beta3/crypto/us": "crypto", "/v2/iex": "iex", "/v2/sip": "sip"
 TRADE_STREAM_PATH = "/stream"
 WS_PATHS = frozenset(DATA_PATHS) | {TRADE_STREAM_PATH}
 
-class AlpacaSim:
+class AlpacaSim(ReplayVenue):
     "A local Alpaca (trading and market-data REST, msgpack data streams, JSON trading stream) over the matching core."
+    _log, _log_tag = log, "alpaca_sim"                            # clock, server start/stop: tri_engine.sim.base
+    _as_ms, _time_text = staticmethod(as_ms), staticmethod(iso_ms)  # step_to takes ms, datetimes, RFC 3339
     def __init__(self, crypto: Sequence[str] | None = None, stocks: Sequence[str] | None = None, *, speed: float | None = 1.0,
                  start: int | str | datetime | None = None, start_ms: int | None = None, span_days: float = 3.0,
                  keys: Mapping[str, str] | None = None, key: str | None = None, secret: str | None = None,
@@ -58,8 +61,6 @@ class AlpacaSim:
         self._reset_state()
 
     @property
-    def url(self) -> str: return f"http://{self.host}:{self.port}"
-    @property
     def ws_base(self) -> str: return f"ws://{self.host}:{self.port}"
     @property
     def crypto_stream_url(self) -> str: return self.ws_base + "/v1beta3/crypto/us"
@@ -67,8 +68,6 @@ class AlpacaSim:
     def stock_stream_url(self) -> str: return self.ws_base + "/v2/iex"
     @property
     def trading_stream_url(self) -> str: return self.ws_base + TRADE_STREAM_PATH
-    @property
-    def now_ms(self) -> int: return self._now
     def __repr__(self): return f"AlpacaSim({self.url}, {len(getattr(self, 'assets', {}))} listings, speed={self.speed})"
 
 # %% ../../nbs/05e_sim_alpaca.ipynb #0b763df5
@@ -188,9 +187,7 @@ def fund(self: AlpacaSim, key: str, usd: float) -> None:
 async def __aenter__(self: AlpacaSim) -> AlpacaSim:
     "Build markets and core, bind the port, start the clock."
     self._build()
-    @web.middleware
-    async def guard(request, handler): return await self._guard(request, handler)
-    app = web.Application(middlewares=[guard], client_max_size=2**22)
+    app = self._new_app()
     r = app.router
     for path in DATA_PATHS: r.add_get(path, self._ws_data)
     r.add_get(TRADE_STREAM_PATH, self._ws_trading)
@@ -216,50 +213,12 @@ async def __aenter__(self: AlpacaSim) -> AlpacaSim:
     for what in ("orderbooks", "quotes", "trades", "bars"): r.add_get(f"/v1beta3/crypto/us/latest/{what}", self._h_crypto_latest)
     r.add_get("/v2/stocks/bars", self._h_stock_bars)
     for what in ("quotes", "trades", "bars"): r.add_get(f"/v2/stocks/{what}/latest", self._h_stock_latest)
-    self._runner = web.AppRunner(app, access_log=None)
-    await self._runner.setup()
-    site = web.TCPSite(self._runner, self.host, self.port)
-    await site.start()
-    self.port = site._server.sockets[0].getsockname()[1]
-    self._wall0 = time.monotonic()
-    if self.speed is not None: self._clock_task = asyncio.create_task(self._run_clock())
+    await self._serve(app)
     log.info("alpaca_sim_started url=%s start=%s speed=%s listings=%s crypto_source=binance_spot(stand-in) stocks=yahoo_1d+modeled_intraday",
              self.url, iso_ms(self.start_ms), self.speed, list(self.assets))
     return self
 
-@patch
-async def __aexit__(self: AlpacaSim, *exc) -> None:
-    "Stop the clock, close every stream connection, release the port."
-    if self._clock_task:
-        self._clock_task.cancel()
-        try: await self._clock_task
-        except (asyncio.CancelledError, Exception): pass
-    for c in list(self._conns.values()):
-        try: await c.ws.close()
-        except Exception: pass
-    if self._runner: await self._runner.cleanup()
-
 # %% ../../nbs/05e_sim_alpaca.ipynb #f56d027b
-@patch
-def _clock_target(self: AlpacaSim) -> int:
-    "Sim time the wall clock has reached (real time x speed)."
-    return self.start_ms + int((time.monotonic() - self._wall0) * 1000 * self.speed)
-
-@patch
-async def _run_clock(self: AlpacaSim) -> None:
-    "Background pacing: follow the wall clock x speed, or jump event to event when speed is infinite."
-    try:
-        while True:
-            if math.isinf(self.speed):
-                nxt = self.core.next_event_ms()
-                if nxt is None: return
-                await self._step(nxt); await asyncio.sleep(0)
-            else:
-                await asyncio.sleep(self.tick_ms / 1000)
-                await self._step(self._clock_target())
-    except asyncio.CancelledError: raise
-    except Exception: log.exception("alpaca_sim_clock_failed")
-
 @patch
 def _next_boundary(self: AlpacaSim, after: int) -> tuple[int, str] | None:
     "The first session boundary after `after` (the table is extended when time runs past it)."
@@ -287,26 +246,6 @@ async def _step(self: AlpacaSim, ts_ms: int) -> None:
         self._advance_core(seg)
         if b is not None and seg == b[0]: self._on_boundary(*b)
     await self._publish()
-
-@patch
-async def step_to(self: AlpacaSim, t: int | str | datetime) -> int:
-    "Move sim time to `t` (ms, aware datetime or RFC 3339; tests with speed=None); returns the new time."
-    ts = as_ms(t)
-    if ts < self._now: raise ValueError(f"cannot step back in time: {iso_ms(ts)} < now {iso_ms(self._now)}")
-    await self._step(ts)
-    return self._now
-
-@patch
-async def advance_ms(self: AlpacaSim, ms: int) -> int:
-    "Move sim time forward by `ms`; returns the new time."
-    return await self.step_to(self._now + int(ms))
-
-AlpacaSim.advance = AlpacaSim.advance_ms
-
-@patch
-async def _sync_clock(self: AlpacaSim) -> None:
-    "Before a request in real-time mode, bring the venue up to the wall clock."
-    if self.speed is not None and not math.isinf(self.speed): await self._step(self._clock_target())
 
 # %% ../../nbs/05e_sim_alpaca.ipynb #9eee10bb
 def _dec9(x: float) -> Decimal:
@@ -799,8 +738,7 @@ async def _guard(self: AlpacaSim, request: web.Request, handler) -> web.StreamRe
     path = request.path
     self.n_requests[path] += 1
     self.requests.append((request.method, path, request.query_string))
-    delay = self.faults.http_delay_ms.get(path, self.faults.http_delay_ms.get("*", 0))
-    if delay: await asyncio.sleep(delay / 1000)
+    await self._fault_delay(path)
     hit = self.faults.take_http(path)
     if hit: return web.json_response(hit[1], status=hit[0])
     if path in WS_PATHS: return await handler(request)
@@ -1165,11 +1103,8 @@ def _data_auth_error(self: AlpacaSim, conn: DataConn, m: Mapping) -> int | None:
 @patch
 async def _ws_data(self: AlpacaSim, request: web.Request) -> web.WebSocketResponse:
     "A market-data stream: connected, auth, then subscriptions until the client leaves."
-    ws = web.WebSocketResponse(autoping=True, max_msg_size=2**22)
-    await ws.prepare(request)
-    self._next_conn += 1
-    conn = DataConn(self._next_conn, ws, request.path, request.headers.get("Content-Type", "").lower() == "application/msgpack", request.transport)
-    self._conns[conn.id] = conn
+    msgpack_wire = request.headers.get("Content-Type", "").lower() == "application/msgpack"
+    ws, conn = await self._accept_ws(request, lambda i, ws: DataConn(i, ws, request.path, msgpack_wire, request.transport), max_msg_size=2**22)
     self.ws_log.append({"conn": conn.id, "path": conn.path, "event": "connected", "ms": self._now})
     await self._send_data(conn, [{"T": "success", "msg": "connected"}])
     try:
@@ -1250,11 +1185,7 @@ async def _send_trade(self: AlpacaSim, conn: TradeConn, msg: dict) -> None:
 @patch
 async def _ws_trading(self: AlpacaSim, request: web.Request) -> web.WebSocketResponse:
     "The trading stream: authenticate, listen, then trade_updates."
-    ws = web.WebSocketResponse(autoping=True)
-    await ws.prepare(request)
-    self._next_conn += 1
-    conn = TradeConn(self._next_conn, ws, transport=request.transport)
-    self._conns[conn.id] = conn
+    ws, conn = await self._accept_ws(request, lambda i, ws: TradeConn(i, ws, transport=request.transport))
     self.ws_log.append({"conn": conn.id, "path": conn.path, "event": "connected", "ms": self._now})
     try:
         async for msg in ws:
@@ -1365,12 +1296,6 @@ def fail_next(self: AlpacaSim, n: int = 1, status: int = 429, path: str | None =
     self.faults.http_fail.append([status, b, path, n])
 
 @patch
-def set_delay(self: AlpacaSim, ms: float, path: str = "*") -> None:
-    "Delay every request to `path` (or '*') by `ms` of wall time (0 removes it)."
-    if ms: self.faults.http_delay_ms[path] = ms
-    else: self.faults.http_delay_ms.pop(path, None)
-
-@patch
 def force_order_error(self: AlpacaSim, message: str = "insufficient buying power", status: int = 403, code: int = 40310000, n: int = 1) -> None:
     "The next `n` order submits are refused with this error (nothing is placed)."
     self.faults.order_errors += [err(status, message, code) for _ in range(n)]
@@ -1394,11 +1319,6 @@ def ws_error(self: AlpacaSim, code: int, n: int = 1, path: str | None = None) ->
 def hold_slot(self: AlpacaSim, key: str, path: str = "/v1beta3/crypto/us", on: bool = True) -> None:
     "Hold (or free) one connection slot of a key on a data endpoint, like a half-dead socket: new connections get 406."
     self._held_slots[(key, path)] = max(0, self._held_slots.get((key, path), 0) + (1 if on else -1))
-
-@patch
-def stall_channel(self: AlpacaSim, channel: str, on: bool = True) -> None:
-    "Silently stop (or resume) a channel: trades, quotes, orderbooks, bars, trade_updates, or '*' for all."
-    (self.faults.stalled_channels.add if on else self.faults.stalled_channels.discard)(channel)
 
 @patch
 def stall_symbol(self: AlpacaSim, symbol: str, on: bool = True) -> None:
@@ -1426,11 +1346,7 @@ async def close_ws(self: AlpacaSim, conn_id: int | None = None, path: str | None
 @patch
 async def drop_ws(self: AlpacaSim, conn_id: int | None = None, path: str | None = None) -> int:
     "Cut connections without a close frame, as a network failure does; returns how many."
-    cs = [c for c in list(self._conns.values()) if (conn_id is None or c.id == conn_id) and (path is None or c.path == path)]
-    for c in cs:
-        self._conns.pop(c.id, None)
-        if c.transport is not None: c.transport.abort()
-    return len(cs)
+    return self._abort_conns([c for c in list(self._conns.values()) if (conn_id is None or c.id == conn_id) and (path is None or c.path == path)])
 
 @patch
 def orders_json(self: AlpacaSim, key: str | None = None, status: str = "all") -> list[dict]:

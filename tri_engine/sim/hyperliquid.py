@@ -20,6 +20,7 @@ from eth_utils import keccak
 from fastcore.basics import patch
 from ..core import dt_to_ms, ms_to_dt, timeframe_ms
 from ..data import load_bars, load_funding
+from .base import ReplayVenue
 
 # %% auto #0
 __all__ = ['log', 'NATIVE_PERPS', 'XYZ_PERPS', 'USDC_TOKEN', 'INVALID_PRICE', 'INVALID_SIZE', 'ZERO_SIZE', 'IS_MAINNET',
@@ -467,8 +468,9 @@ class Faults:
 class BadRequest(Exception):
     "A body the exchange cannot deserialize: answered with HTTP 422 text/plain."
 
-class HyperliquidSim:
+class HyperliquidSim(ReplayVenue):
     "A local Hyperliquid (/info, /exchange, /ws) over the matching core, replaying bundled markets."
+    _log, _log_tag = log, "hl_sim"                              # clock, server start/stop: tri_engine.sim.base
     def __init__(self, universe: Sequence[HlAsset] | Sequence[str] | None = None, *, speed: float | None = 1.0,
                  start_ms: int | None = None, funded: Mapping[str, float | Mapping[str, float]] | None = None,
                  auto_fund: float | None = None, levels: int = 20, seed: int = 0, host: str = "127.0.0.1", port: int = 0,
@@ -504,11 +506,7 @@ class HyperliquidSim:
         self.core = None
 
     @property
-    def url(self) -> str: return f"http://{self.host}:{self.port}"
-    @property
     def ws_url(self) -> str: return f"ws://{self.host}:{self.port}/ws"
-    @property
-    def now_ms(self) -> int: return self._now
     def __repr__(self): return f"HyperliquidSim({self.url}, {len(self.assets)} assets, speed={self.speed})"
 
 # %% ../../nbs/05c_sim_hyperliquid.ipynb #33e4a76d
@@ -549,57 +547,15 @@ def fund(self: HyperliquidSim, address: str, usdc: float, where: str = "perp") -
 async def __aenter__(self: HyperliquidSim) -> HyperliquidSim:
     "Build markets and core, bind the port, start the clock."
     self._build()
-    @web.middleware
-    async def guard(request, handler): return await self._guard(request, handler)
-    app = web.Application(middlewares=[guard], client_max_size=2**22)
+    app = self._new_app()
     app.router.add_post("/info", self._http_info)
     app.router.add_post("/exchange", self._http_exchange)
     app.router.add_get("/ws", self._http_ws)
-    self._runner = web.AppRunner(app, access_log=None)
-    await self._runner.setup()
-    site = web.TCPSite(self._runner, self.host, self.port)
-    await site.start()
-    self.port = site._server.sockets[0].getsockname()[1]
-    self._wall0 = time.monotonic()
-    if self.speed is not None: self._clock_task = asyncio.create_task(self._run_clock())
+    await self._serve(app)
     log.info("hl_sim_started url=%s start=%s speed=%s", self.url, self.start_ms, self.speed)
     return self
 
-@patch
-async def __aexit__(self: HyperliquidSim, *exc) -> None:
-    "Stop the clock, close every WS connection, release the port."
-    if self._clock_task: self._clock_task.cancel()
-    for c in list(self._conns.values()):
-        try: await c.ws.close()
-        except Exception: pass
-    if self._runner: await self._runner.cleanup()
-
 # %% ../../nbs/05c_sim_hyperliquid.ipynb #63b0e76a
-@patch
-def _clock_target(self: HyperliquidSim) -> int:
-    "Sim time the wall clock has reached (real-time x speed)."
-    return self.start_ms + int((time.monotonic() - self._wall0) * 1000 * self.speed)
-
-@patch
-def _next_event_ms(self: HyperliquidSim) -> int | None:
-    "Time of the earliest unprocessed book or print event, across all instruments."
-    return self.core.next_event_ms()
-
-@patch
-async def _run_clock(self: HyperliquidSim) -> None:
-    "Background pacing: follow the wall clock x speed, or jump event to event when speed is infinite."
-    try:
-        while True:
-            if math.isinf(self.speed):
-                nxt = self._next_event_ms()
-                if nxt is None: return
-                await self._step(nxt); await asyncio.sleep(0)
-            else:
-                await asyncio.sleep(self.tick_ms / 1000)
-                await self._step(self._clock_target())
-    except asyncio.CancelledError: raise
-    except Exception: log.exception("hl_sim_clock_failed")
-
 @patch
 async def _step(self: HyperliquidSim, ts_ms: int) -> None:
     "Advance the core to `ts_ms` (clamped to the data's end), queue maker fills, push what changed."
@@ -612,25 +568,6 @@ async def _step(self: HyperliquidSim, ts_ms: int) -> None:
         if fills: self._track_orders({f.account for f in fills})
         self._sample_portfolios()
     await self._publish()
-
-@patch
-async def step_to(self: HyperliquidSim, ts_ms: int) -> int:
-    "Move sim time to `ts_ms` (tests with speed=None); returns the new time."
-    if ts_ms < self._now: raise ValueError(f"cannot step back in time: {ts_ms} < now {self._now}")
-    await self._step(ts_ms)
-    return self._now
-
-@patch
-async def advance_ms(self: HyperliquidSim, ms: int) -> int:
-    "Move sim time forward by `ms`; returns the new time."
-    return await self.step_to(self._now + int(ms))
-
-HyperliquidSim.advance = HyperliquidSim.advance_ms
-
-@patch
-async def _sync_clock(self: HyperliquidSim) -> None:
-    "Before acting on a request in real-time mode, bring the core up to the wall clock."
-    if self.speed is not None and not math.isinf(self.speed): await self._step(self._clock_target())
 
 # %% ../../nbs/05c_sim_hyperliquid.ipynb #03c1244c
 def hl_order_status(o: Any) -> str:
@@ -680,8 +617,7 @@ def _record_order(self: HyperliquidSim, account: str, coin: str, tif: str, cloid
 @patch
 async def _guard(self: HyperliquidSim, request: web.Request, handler) -> web.StreamResponse:
     "Middleware: injected delay and HTTP failures first, then the handler, with BadRequest turned into 422."
-    delay = self.faults.http_delay_ms.get(request.path, self.faults.http_delay_ms.get("*", 0))
-    if delay: await asyncio.sleep(delay / 1000)
+    await self._fault_delay(request.path)
     if request.path != "/ws":
         hit = self.faults.take_http(request.path)
         if hit: return web.Response(status=hit[0], text=hit[1], content_type="text/plain")
@@ -1361,10 +1297,7 @@ async def _send(self: HyperliquidSim, conn: _WsConn, msg: Any) -> None:
 @patch
 async def _http_ws(self: HyperliquidSim, request: web.Request) -> web.WebSocketResponse:
     "GET /ws: greet, then serve subscriptions until the client leaves or is idle for 60 s."
-    ws = web.WebSocketResponse(autoping=True)
-    await ws.prepare(request)
-    self._next_conn += 1
-    conn = self._conns[self._next_conn] = _WsConn(self._next_conn, ws, transport=request.transport)
+    ws, conn = await self._accept_ws(request, lambda i, ws: _WsConn(i, ws, transport=request.transport))
     if self.greeting: await self._send(conn, WS_GREETING)
     try:
         while True:
@@ -1525,17 +1458,6 @@ def fail_next(self: HyperliquidSim, n: int = 1, status: int = 429, path: str | N
     self.faults.http_fail.extend([(status, text, path)] * n)
 
 @patch
-def set_delay(self: HyperliquidSim, ms: float, path: str = "*") -> None:
-    "Delay every request to `path` ('/info', '/exchange', '/ws' or '*') by `ms` of wall time (0 removes it)."
-    if ms: self.faults.http_delay_ms[path] = ms
-    else: self.faults.http_delay_ms.pop(path, None)
-
-@patch
-def stall_channel(self: HyperliquidSim, channel: str, on: bool = True) -> None:
-    "Stop (or resume) every push of one WS channel; the connection stays up and pings still answer."
-    (self.faults.stalled_channels.add if on else self.faults.stalled_channels.discard)(channel)
-
-@patch
 def stall_book(self: HyperliquidSim, coin: str, on: bool = True) -> None:
     "Freeze (or resume) the l2Book pushes of one coin: a stale book while /info stays live."
     self._asset(coin)
@@ -1576,8 +1498,4 @@ async def close_ws(self: HyperliquidSim, conn_id: int | None = None, code: int =
 @patch
 async def drop_ws(self: HyperliquidSim, conn_id: int | None = None) -> int:
     "Cut one connection (or all) without a close frame, as a network failure does; returns how many."
-    cs = [self._conns[conn_id]] if conn_id is not None else list(self._conns.values())
-    for c in cs:
-        self._conns.pop(c.id, None)
-        if c.transport is not None: c.transport.abort()
-    return len(cs)
+    return self._abort_conns([self._conns[conn_id]] if conn_id is not None else list(self._conns.values()))
