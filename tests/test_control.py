@@ -179,6 +179,12 @@ def test_tri_run_starts_hl_headless_and_stop_runs_the_cleanup_and_saves_the_note
         assert log.exists() and '"event":"engine_start"' in log.read_text(), (run_dir / "papermill.log").read_text()[-3000:]
         listed = subprocess.run([str(BIN / "tri-run"), "--runs", str(runs), "list"], capture_output=True, text=True)
         assert rec["name"] in listed.stdout and "RUNNING" in listed.stdout
+        st = subprocess.run([str(BIN / "tri-ctl"), "--runs", str(runs), "status", "--json"], capture_output=True, text=True, timeout=30)
+        [e] = json.loads(st.stdout)["engines"]                                   # the runbook's engine serves its control plane
+        assert (e["engine"], e["mode"]) == ("hl", "SIM") and isinstance(e["positions"], dict)
+        halt = subprocess.run([str(BIN / "tri-ctl"), "--runs", str(runs), "halt", "all", "--reason", "drill"], capture_output=True, text=True, timeout=30)
+        assert halt.returncode == 0, halt.stdout + halt.stderr                  # how fast: bench/bench_kill.py
+        assert '"event":"kill_switch"' in log.read_text()
         stop = subprocess.run([str(BIN / "tri-run"), "--runs", str(runs), "stop", "hl", "--timeout", "120"], capture_output=True, text=True, timeout=180)
         assert stop.returncode == 0, stop.stdout + stop.stderr
         assert "SIGINT to kernel pid" in stop.stdout and "output notebook saved" in stop.stdout

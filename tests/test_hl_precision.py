@@ -1,7 +1,8 @@
 "Hyperliquid precision: whatever the engine computes, the price and size it sends are ones the exchange accepts."
 from __future__ import annotations
+import math
 from decimal import Decimal
-from hypothesis import given, settings, strategies as st, assume
+from hypothesis import given, settings, strategies as st, assume, example
 from tri_engine.venues.hyperliquid import round_px, round_sz, px_is_valid, sz_is_valid
 
 
@@ -21,9 +22,10 @@ def test_round_px_is_accepted_idempotent_and_close(px, szd, spot):
 
 @settings(max_examples=2_000, deadline=None)
 @given(sz=st.floats(min_value=1e-6, max_value=1e7, allow_nan=False), szd=st.integers(0, 6))
+@example(sz=2097152.5859375, szd=6)                       # a half-even tie whose result is not exactly representable
 def test_round_sz_is_accepted_or_zero(sz, szd):
     r = round_sz(sz, szd)
-    assert abs(r - sz) <= 10.0 ** -szd / 2 * (1 + 1e-9)
+    assert abs(r - sz) <= 10.0 ** -szd / 2 * (1 + 1e-9) + 4 * math.ulp(sz)     # a decimal tie rounded, then stored as the nearest float
     assert r == 0 or sz_is_valid(repr(r), szd)
 
 
