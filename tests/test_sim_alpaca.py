@@ -586,6 +586,29 @@ async def test_trading_stream_reconnects_after_a_drop_and_keeps_delivering(csim)
     assert got == [("new", str(o1.id)), ("fill", str(o1.id)), ("new", str(o2.id)), ("fill", str(o2.id))]
 
 
+async def test_fill_updates_can_be_duplicated_and_delivered_out_of_order(csim):
+    got = []
+    async def on_update(u): got.append((u.event, str(u.order.id), getattr(u, "execution_id", None)))
+    ts = TradingStream(KEY, SECRET, url_override=csim.trading_stream_url)
+    ts.subscribe_trade_updates(on_update)
+    tc = trading(csim)
+    buy = lambda: sdk(tc.submit_order, MarketOrderRequest(symbol="BTC/USD", qty=0.001, side=OrderSide.BUY, time_in_force=TimeInForce.GTC))
+    async with running(csim, ts):
+        await eventually(lambda: any(c.get("listening") for c in csim.ws_connections.values()), what="listening")
+        csim.duplicate_trade_updates(1)
+        o1 = await buy()
+        await eventually(lambda: sum(1 for e, i, _ in got if (e, i) == ("fill", str(o1.id))) == 2, what="the fill twice")
+        fills = [x for x in got if x[:2] == ("fill", str(o1.id))]
+        assert fills[0] == fills[1] and fills[0][2]                                   # the same execution id, twice
+        csim.reorder_trade_updates(1)
+        o2 = await buy()
+        o3 = await buy()
+        await eventually(lambda: ("fill", str(o2.id)) in [x[:2] for x in got] and ("fill", str(o3.id)) in [x[:2] for x in got], what="both fills")
+    tail = [x[:2] for x in got if x[1] in (str(o2.id), str(o3.id))]
+    assert tail == [("new", str(o2.id)), ("new", str(o3.id)), ("fill", str(o2.id)), ("fill", str(o3.id))]     # o2's fill came after o3's new
+    assert [e["event"] for e in csim.trade_updates[KEY]].count("fill") == 3                                   # the record holds each event once
+
+
 async def test_http_faults_429_5xx_delay_and_order_faults(csim):
     tc = trading(csim)
     csim.fail_next(1, 429, path="/v2/account")

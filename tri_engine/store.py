@@ -122,12 +122,12 @@ def _jn_intent(self: Journal, o: Any, **gate) -> None:
                 "intent", _dumps(gate) if gate else None, ts)),
               _jn_event_row(o.cid, ts, "intent", None, sz=o.target_sz, px=o.px)], durable=True)
 
-def _jn_order(self: Journal, o: Any, event: str, **detail) -> None:
-    "Record an order's current state after `event` (ack, reprice, cancel, adopted, send_failed, ...)."
+def _jn_order(self: Journal, o: Any, event: str, durable: bool = False, **detail) -> None:
+    "Record an order's state at `event` (reprice_sent before a reprice goes out: durable; ack, reprice, cancel, adopted, ...)."
     ts = self.now_ms()
     self._tx([("UPDATE orders SET venue_oid=?, status=?, px=?, filled_sz=?, avg_px=?, fees_usd=?, reprices=?, updated_ms=? WHERE cid=?",
                (o.venue_oid, str(o.status), o.px, float(o.filled_sz), o.avg_px, float(o.fees_usd), int(o.reprices), ts, o.cid)),
-              _jn_event_row(o.cid, ts, event, o, **detail)])
+              _jn_event_row(o.cid, ts, event, o, **detail)], durable=durable)
 
 def _jn_ack(self: Journal, o: Any, ack: Any) -> None:
     "Record the venue's answer to a submit (before the engine books it)."

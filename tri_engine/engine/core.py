@@ -599,8 +599,9 @@ async def _eng_reprice(self: Engine, o: TrackedOrder, px: float) -> None:
     px = self.ex.round_px(o.symbol, px)
     sz = round(o.remaining, self.info[o.symbol].sz_decimals)
     if sz < o.lot / 2: return
+    o.reprices += 1                                                # a reprice places a new venue order: journaled before it is sent
+    self._j("order", o, "reprice_sent", durable=True, new_px=px, new_sz=sz)
     ack = await self.ex.reprice(o.cid, o.venue_oid, o.symbol, o.side, sz, px, o.route.tif, o.kind is IntentKind.EXIT)
-    o.reprices += 1
     self.stats["reprices"] += 1
     self._log("reprice", coin=o.symbol, cid=o.cid, px=px, n=o.reprices, ok=ack.ok, error=ack.error)
     if ack.ok:

@@ -81,6 +81,8 @@ class Faults:
     ws_errors: list = field(default_factory=list)        # [code, path | None, n]: answered at auth on the data streams
     stalled_channels: set = field(default_factory=set)   # trades quotes orderbooks bars trade_updates, or '*'
     stalled_symbols: set = field(default_factory=set)
+    dup_trade_updates: int = 0                           # next N trade_updates fill events are each sent twice
+    reorder_trade_updates: int = 0                       # next N fill events are held back and sent after the following event
 
     def take_http(self, path: str) -> tuple[int, dict] | None:
         "The injected (status, body) for a request to `path`, if one is due (None matches REST paths only)."
@@ -117,6 +119,7 @@ def _reset_state(self: AlpacaSim) -> None:
     self._open_idx: dict[str, dict[str, SimOrder]] = defaultdict(dict)   # key -> orders that may still be open (pruned lazily)
     self.trade_updates: dict[str, list[dict]] = defaultdict(list)     # key -> every trade_updates event sent or due (tests read it)
     self._events: list[tuple[str, dict]] = []
+    self._held_updates: list[tuple[str, dict]] = []          # a fill event held back by reorder_trade_updates
     self.n_requests: dict[str, int] = defaultdict(int)
     self.requests: deque[tuple[str, str, str]] = deque(maxlen=10_000)  # (method, path, query) of the latest HTTP requests
     self.ws_log: list[dict] = []                                       # connection, auth and error events of the streams
@@ -1231,9 +1234,20 @@ async def _push_trade_updates(self: AlpacaSim) -> None:
     events, self._events = self._events, []
     if not events or "trade_updates" in self.faults.stalled_channels or "*" in self.faults.stalled_channels: return
     conns = [c for c in list(self._conns.values()) if c.kind == "trading" and c.listening]
+    held, f = self._held_updates, self.faults
     for key, msg in events:
-        for c in conns:
-            if c.key == key: await self._send_trade(c, msg)
+        fill = msg.get("data", {}).get("event") in ("fill", "partial_fill")
+        if fill and f.reorder_trade_updates > 0 and not held:              # out of order: this one goes after the next event
+            f.reorder_trade_updates -= 1; held.append((key, msg)); continue
+        copies = 2 if fill and f.dup_trade_updates > 0 else 1
+        if copies == 2: f.dup_trade_updates -= 1
+        for _ in range(copies):
+            for c in conns:
+                if c.key == key: await self._send_trade(c, msg)
+        while held:
+            k0, m0 = held.pop(0)
+            for c in conns:
+                if c.key == k0: await self._send_trade(c, m0)
 
 @patch
 def _stalled(self: AlpacaSim, channel: str, symbol: str) -> bool:
@@ -1299,6 +1313,18 @@ def fail_next(self: AlpacaSim, n: int = 1, status: int = 429, path: str | None =
 def force_order_error(self: AlpacaSim, message: str = "insufficient buying power", status: int = 403, code: int = 40310000, n: int = 1) -> None:
     "The next `n` order submits are refused with this error (nothing is placed)."
     self.faults.order_errors += [err(status, message, code) for _ in range(n)]
+
+@patch
+def duplicate_trade_updates(self: AlpacaSim, n: int = 1) -> None:
+    "The next `n` fill / partial_fill trade updates are each delivered twice (same execution id)."
+    self.faults.dup_trade_updates += n
+
+@patch
+def reorder_trade_updates(self: AlpacaSim, n: int = 1) -> None:
+    "The next fill trade update is held back and delivered after the event that follows it (n times)."
+    self.faults.reorder_trade_updates += n
+
+AlpacaSim.duplicate_user_fills, AlpacaSim.reorder_user_fills = AlpacaSim.duplicate_trade_updates, AlpacaSim.reorder_trade_updates   # the Hyperliquid names
 
 @patch
 def reject_next_orders(self: AlpacaSim, n: int = 1) -> None:
