@@ -7,7 +7,8 @@ from hyperliquid.exchange import Exchange
 from tri_engine.core import IntentKind, Side, ReplayClock, make_cid
 from tri_engine.sim.hyperliquid import HyperliquidSim
 from tri_engine.store import Journal, JournalError
-from test_fault_campaign import Harness, Crash, sdk, log_events
+from campaign_support import Crash, sdk, log_events
+from test_fault_campaign import HlHarness as Harness
 
 COINS = ("ETH", "SOL", "xyz:TSLA")
 
@@ -45,7 +46,7 @@ async def test_crash_between_journal_and_send_never_sends_that_intent(tmp_path):
             assert orders == [] and h.eng.signals._tag("ETH", "default").flat
             await h.decide("ETH", IntentKind.ENTRY, Side.BUY, -1.5)                 # the strategy decides afresh, under a new id
             assert list(h.submits) == [make_cid(h.eng.cfg.run_id, 1)]
-            assert [o["cloid"] for o in (await h.venue())[1]] == [make_cid(h.eng.cfg.run_id, 1)]
+            assert [cid for _, _, cid in (await h.venue())[1]] == [make_cid(h.eng.cfg.run_id, 1)]
         finally: await h.close()
 
 
@@ -153,7 +154,7 @@ async def test_a_send_whose_answer_was_lost_is_found_by_client_id_not_sent_again
             (o,) = h.eng.tracker.open_orders()
             assert h.eng.stats["send_failed"] == 1 and o.venue_oid is not None and o.live   # found by its client id at once
             pos, orders = await h.venue()
-            assert [x["cloid"] for x in orders] == [o.cid] and sum(h.submits.values()) == 1
+            assert [cid for _, _, cid in orders] == [o.cid] and sum(h.submits.values()) == 1
             assert [e["event"] for e in h.eng.journal.rows("SELECT event FROM order_events WHERE cid=? ORDER BY id", (o.cid,))] == \
                    ["intent", "send_failed", "resolved_open"]
         finally: await h.close()

@@ -177,10 +177,10 @@ def _eng_persist_tags(self: Engine) -> None:
     if self.journal is not None: self.journal.tags(self._tag_rows())
 
 def _eng_inflight(self: Engine, symbol: str | None = None) -> dict[str, float]:
-    "Signed size live orders have filled but not yet settled, per symbol."
+    "Signed size live orders have filled but not yet settled, per symbol (what the fills left in the account: net of a fee paid in the coin)."
     out: dict[str, float] = {}
     for o in self.tracker.open_orders(symbol):
-        if o.filled_sz > 0: out[o.symbol] = out.get(o.symbol, 0.0) + o.side.sign * o.filled_sz
+        if o.filled_sz > 0: out[o.symbol] = out.get(o.symbol, 0.0) + o.side.sign * self._held(o.symbol, o.side, o.filled_sz, o.maker_share)
     return out
 
 def _eng_believed_positions(self: Engine) -> dict[str, float]:
@@ -796,6 +796,8 @@ async def _eng_recover(self: Engine) -> dict:
         v = open_by_cid.get(o.cid.lower()) or next((x for x in venue_open if o.venue_oid is not None and x.venue_oid == o.venue_oid), None)
         if v is not None:
             self.tracker.bind(o.cid, v.venue_oid, o.px, OrderStatus.OPEN if o.filled_sz == 0 else OrderStatus.PARTIALLY_FILLED, self.now_ms())
+            if not backfill:                                      # no fill history from this venue: its order totals instead
+                _, filled, avg = await self._venue_filled(o); o.true_up(filled, avg)
             if self.cfg.adopt_exits_on_recovery and o.kind is IntentKind.EXIT and o.route.style is ExecutionStyle.MAKER:
                 self._j("order", o, "adopted"); self._log("order_adopted", coin=o.symbol, cid=o.cid, oid=v.venue_oid, kind=o.kind, filled=o.filled_sz)
                 found["adopted"].append(o.cid)

@@ -83,6 +83,12 @@ class TrackedOrder:
     def avg_px(self) -> float | None:
         if self.ack_sz > self.fill_sz: return self.ack_notional / self.ack_sz
         return self.fill_notional / self.fill_sz if self.fill_sz > 0 else None
+    @property
+    def maker_share(self) -> float:
+        "Share of the filled size made as maker; fills known only by the venue's total count as routed (a resting maker order: maker)."
+        if not self.filled_sz: return 0.0
+        unrecorded = self.filled_sz - self.fill_sz if self.route.style is ExecutionStyle.MAKER else 0.0
+        return min(1.0, (self.maker_sz + unrecorded) / self.filled_sz)
     def true_up(self, sz: float, avg_px: float | None) -> None:
         "Record the venue's total filled size (fills may trail an ack or a cancel)."
         if sz > self.ack_sz: self.ack_sz, self.ack_notional = sz, sz * (avg_px if avg_px is not None else (self.avg_px or self.px or 0.0))
@@ -155,8 +161,7 @@ def _ot_settle(self: OrderTracker, cid: str, why: str) -> Settlement | None:
     if o.settled: return None
     o.settled, o.settled_sz = True, o.filled_sz
     if o.status not in (OrderStatus.FILLED, OrderStatus.REJECTED, OrderStatus.EXPIRED): o.status = OrderStatus.CANCELED if o.filled_sz == 0 else OrderStatus.FILLED
-    s = Settlement(o.cid, o.symbol, o.tag, o.kind, o.side, o.filled_sz, o.avg_px, o.fees_usd,
-                   o.maker_sz / o.filled_sz if o.filled_sz else 0.0, o.reprices, why)
+    s = Settlement(o.cid, o.symbol, o.tag, o.kind, o.side, o.filled_sz, o.avg_px, o.fees_usd, o.maker_share, o.reprices, why)
     self.settlements.append(s)
     return s
 

@@ -19,14 +19,15 @@ from ..sessions import us_equity_session
 from ..data import load_sector_map
 from ..engine.orders import RouterPolicy, WatchdogLimits, MAKER_GTC
 from ..engine.core import Engine, EngineConfig, MarketClock
-from .hl import RunResult, run_served, settlements_frame
+from .hl import RunResult, run_served, settlements_frame, engine_cli
+from ..store import Journal, JOURNAL_FILE
 from ..venues.alpaca.config import AlpacaConfig, alpaca_config
 from ..venues.alpaca.data import AlpacaData
 from ..venues.alpaca.execution import AlpacaExecution
 
 # %% auto #0
 __all__ = ['CRYPTO', 'EQUITIES', 'BOOKS', 'AlpacaBook', 'AlpacaUniverse', 'alpaca_universe', 'book_gate', 'alpaca_engine_config',
-           'run_alpaca']
+           'run_alpaca', 'main']
 
 # %% ../../nbs/08b_engines_alpaca.ipynb #0c1c7591
 @dataclass(frozen=True)
@@ -155,8 +156,10 @@ async def run_alpaca(book: str | AlpacaBook, mode: str | None = None, universe: 
     run_dir = Path(run_dir) if run_dir else project_root() / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     sim_run = settings.mode is Mode.SIM and not venue_url
-    clock = MarketClock(speed=speed if sim_run else 1.0)
-    with EventLog(run_dir / book.log_name, book.engine, clock, secrets=settings.secret_values()) as log:
+    clock = MarketClock(speed=speed if settings.mode is Mode.SIM else 1.0)   # a SIM venue (in process or at venue_url) replays at `speed`
+    with EventLog(run_dir / book.log_name, book.engine, clock, secrets=settings.secret_values()) as log, \
+         Journal.open(run_dir, run_id, clock, engine=book.engine, venue="alpaca") as journal:
+        run_id = journal.run_id                                    # a resumed run keeps its id (and its client ids)
         async with _alpaca_venue(settings, book, uni.symbols, venue_url, speed, fund_usd) as (host, keys, sim):
             if keys: log.redact = type(log.redact)([*settings.secret_values(), *keys])
             cfg = alpaca_config(settings, book.name, host, sim_keys=keys)
@@ -172,8 +175,20 @@ async def run_alpaca(book: str | AlpacaBook, mode: str | None = None, universe: 
             gate = book_gate(settings, book, AlpacaUniverse(tuple(symbols), uni.source, uni.sectors), equity, macro)
             ecfg = alpaca_engine_config(settings, book, symbols, run_id, style)
             log.log("universe_source", source=uni.source, symbols=symbols, skipped=sorted(ex.skipped))
-            log.log("alpaca_run", book=book.engine, mode=settings.mode, url=cfg.trading_url, equity=equity, speed=clock.speed, preseed=source)
-            engine = Engine(ecfg, data, ex, gate, log, clock)
+            log.log("alpaca_run", book=book.engine, mode=settings.mode, url=cfg.trading_url, equity=equity, speed=clock.speed, preseed=source,
+                    run_id=run_id, journal=str(journal.path), resumed=journal.resumed, session=journal.session)
+            engine = Engine(ecfg, data, ex, gate, log, clock, journal=journal)
             engine.timer_every_s = max(0.05, 1.0 / clock.speed)
             stats = await run_served(engine, ex, log, run_dir, duration_s, stop)
-    return RunResult(run_dir, stats, settlements_frame(engine), run_dir / book.log_name, settings.mode, cfg.trading_url, engine)
+    return RunResult(run_dir, stats, settlements_frame(engine), run_dir / book.log_name, settings.mode, cfg.trading_url, engine,
+                     run_dir / JOURNAL_FILE, engine.recovered)
+
+# %% ../../nbs/08b_engines_alpaca.ipynb #a885ffa5
+def main(argv: Sequence[str] | None = None) -> int:
+    "CLI: run one Alpaca book in this process; exit 0 after a clean stop."
+    return engine_cli(run_alpaca, "python -m tri_engine.engines.alpaca", "Run an Alpaca book (resumes a run directory that holds a journal).", argv,
+                      extra=[(("--book",), dict(choices=sorted(BOOKS), default="crypto"))])
+
+# %% ../../nbs/08b_engines_alpaca.ipynb #c1459b5a
+if __name__ == "__main__":
+    raise SystemExit(main())

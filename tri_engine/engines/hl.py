@@ -8,7 +8,7 @@ import asyncio, contextlib, dataclasses, os, time
 import msgspec
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 import polars as pl
 from eth_account import Account
 from ..core import EventLog, ExecutionStyle, Mode, new_run_id, project_root
@@ -30,7 +30,8 @@ from hyperliquid.utils.error import ClientError, ServerError
 
 # %% auto #0
 __all__ = ['SIM_NATIVE', 'SIM_HIP3', 'UniversePlan', 'universe_plan', 'resolve_universe', 'order_notional_usd', 'build_gate',
-           'hl_engine_config', 'HlEngineExecution', 'RunResult', 'run_served', 'settlements_frame', 'run_hl', 'main']
+           'hl_engine_config', 'HlEngineExecution', 'RunResult', 'run_served', 'settlements_frame', 'run_hl',
+           'engine_cli', 'main']
 
 # %% ../../nbs/08_engines_hl.ipynb #0d80fde1
 SIM_NATIVE = ("BTC", "ETH", "SOL", "DOGE", "AVAX", "LINK", "LTC", "XRP", "BNB", "HYPE")
@@ -218,25 +219,31 @@ async def run_hl(mode: str | None = None, universe: str | Sequence[str] | None =
                      engine.recovered)
 
 # %% ../../nbs/08_engines_hl.ipynb #c1936c9d
-def main(argv: Sequence[str] | None = None) -> int:
-    "CLI: run the Hyperliquid book in this process; exit 0 after a clean stop."
+def engine_cli(runner: Callable[..., Any], prog: str, description: str, argv: Sequence[str] | None = None,
+               extra: Sequence[tuple[tuple, dict]] = ()) -> int:
+    "Run one book in this process (`runner` is run_hl or run_alpaca); SIGTERM/SIGINT stop it cleanly; print a JSON summary."
     import argparse, json, signal
-    p = argparse.ArgumentParser(prog="python -m tri_engine.engines.hl", description="Run the Hyperliquid book (resumes a run directory that holds a journal).")
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    for args, kw in extra: p.add_argument(*args, **kw)
     p.add_argument("--run-dir", required=True); p.add_argument("--venue-url", default="")
     p.add_argument("--duration-s", type=float, default=0.0, help="0 = until SIGTERM/SIGINT")
     p.add_argument("--speed", type=float, default=60.0); p.add_argument("--mode", default=None)
     p.add_argument("--universe", default=None); p.add_argument("--execution-style", default=None); p.add_argument("--settings", default=None)
-    a = p.parse_args(argv)
+    kw = vars(p.parse_args(argv))
+    kw["settings_path"] = kw.pop("settings")
     async def go():
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT): loop.add_signal_handler(sig, stop.set)
-        return await run_hl(mode=a.mode, universe=a.universe, duration_s=a.duration_s, speed=a.speed, execution_style=a.execution_style,
-                            run_dir=a.run_dir, venue_url=a.venue_url, stop=stop, settings_path=a.settings)
+        return await runner(**kw, stop=stop)
     res = asyncio.run(go())
     print(json.dumps({"run_dir": str(res.run_dir), "stats": res.stats, "recovered": res.recovered is not None,
                       "positions": res.engine.believed_positions()}, default=str), flush=True)
     return 0
+
+def main(argv: Sequence[str] | None = None) -> int:
+    "CLI: run the Hyperliquid book in this process; exit 0 after a clean stop."
+    return engine_cli(run_hl, "python -m tri_engine.engines.hl", "Run the Hyperliquid book (resumes a run directory that holds a journal).", argv)
 
 # %% ../../nbs/08_engines_hl.ipynb #9a5dbf0b
 if __name__ == "__main__":

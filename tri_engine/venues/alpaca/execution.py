@@ -20,7 +20,7 @@ from .data import stop_sdk_stream
 from .parsing import parse_order, parse_trade_update, positions_map, OrderState, base_cid, leg_cid
 
 # %% auto #0
-__all__ = ['alpaca_tif', 'api_error_text', 'Intent', 'AlpacaExecution']
+__all__ = ['alpaca_tif', 'api_error_text', 'transient', 'Intent', 'AlpacaExecution']
 
 # %% ../../../nbs/06k_alpaca_execution.ipynb #94cffd25
 def alpaca_tif(tif: Tif, crypto: bool) -> TimeInForce:
@@ -38,6 +38,14 @@ def api_error_text(e: Exception) -> str:
     except ValueError: return raw
 
 # %% ../../../nbs/06k_alpaca_execution.ipynb #ee74076b
+_DUP_CID = "client_order_id must be unique"
+
+def transient(e: Exception) -> bool:
+    "Whether an APIError is a server-side failure (5xx, or no status): the request may or may not have been carried out."
+    st = getattr(e, "status_code", None)
+    return st is None or st >= 500
+
+# %% ../../../nbs/06k_alpaca_execution.ipynb #07aff544
 @dataclass
 class Intent:
     "The venue legs of one engine order (cid): ids in order, per-leg fills, maker or taker."
@@ -55,11 +63,12 @@ class Intent:
         notional = sum(f * (p or 0.0) for f, p in self.filled.values())
         return q, (notional / q if q else None)
 
-# %% ../../../nbs/06k_alpaca_execution.ipynb #0b32a18b
+# %% ../../../nbs/06k_alpaca_execution.ipynb #d67c6347
 _FEES = {"crypto": (0.0015, 0.0025), "equities": (0.0, 0.0)}   # (maker, taker) as fractions of notional
 
 class AlpacaExecution:
     "ExecutionClient over alpaca-py: limit orders with client ids, legs per intent, positions, fills from TradingStream."
+    transport_errors = (APIError, OSError)    # what the engine retries: HTTP errors raised here (5xx, lookups) and requests' connection errors
     def __init__(self, cfg: AlpacaConfig, symbols: Sequence[str], log: EventLog | None = None, ioc_wait_s: float = 5.0,
                  fees: tuple[float, float] | None = None):
         self.cfg, self.log, self.ioc_wait_s = cfg, log, ioc_wait_s
@@ -78,6 +87,7 @@ class AlpacaExecution:
         self.intents: dict[str, Intent] = {}
         self.by_oid: dict[str, str] = {}
         self.seen_exec: set[str] = set()
+        self.uncertain: set[str] = set()     # intents whose latest send failed in transport: legs are looked up before they are trusted
 
     def inst(self, symbol: str) -> AlpacaInstrument: return self.instruments[symbol]
     def instrument(self, symbol: str) -> InstrumentInfo:
@@ -93,7 +103,7 @@ class AlpacaExecution:
     def _log(self, event: str, **f) -> None:
         if self.log is not None: self.log.log(event, **f)
 
-# %% ../../../nbs/06k_alpaca_execution.ipynb #0f551b1e
+# %% ../../../nbs/06k_alpaca_execution.ipynb #eab588db
 def _track(self: AlpacaExecution, cid: str, o: OrderState, maker: bool) -> Intent:
     "Remember a venue leg of an intent."
     it = self.intents.get(cid) or self.intents.setdefault(cid, Intent(cid, o.symbol, o.side, maker))
@@ -109,7 +119,12 @@ async def _ax_place(self: AlpacaExecution, client_id: str, symbol: str, side: Si
     req = LimitOrderRequest(symbol=symbol, qty=i.round_qty(sz), side=OrderSide.BUY if side is Side.BUY else OrderSide.SELL,
                             time_in_force=alpaca_tif(tif, i.crypto), limit_price=i.round_px(px), client_order_id=client_id)
     try: return parse_order(await asyncio.to_thread(self.client.submit_order, req))
-    except APIError as e: return api_error_text(e)
+    except APIError as e:
+        if transient(e): self.uncertain.add(base_cid(client_id)); raise       # the order may exist: the engine looks it up by client id
+        if _DUP_CID in api_error_text(e) and (o := await self._by_client_id(client_id)) is not None:
+            self._log("alpaca_send_was_placed", client_id=client_id, oid=o.venue_oid)   # an earlier send landed: that order, not a second
+            return o
+        return api_error_text(e)
 
 async def _ax_submit(self: AlpacaExecution, cid: str, symbol: str, side: Side, sz: float, px: float, tif: Tif, reduce_only: bool) -> OrderAck:
     "Place one limit order under `cid`; an IOC is followed to its end and answered with its totals."
@@ -124,7 +139,7 @@ async def _ax_submit(self: AlpacaExecution, cid: str, symbol: str, side: Side, s
 
 AlpacaExecution._track, AlpacaExecution._place, AlpacaExecution.submit = _track, _ax_place, _ax_submit
 
-# %% ../../../nbs/06k_alpaca_execution.ipynb #d67c6347
+# %% ../../../nbs/06k_alpaca_execution.ipynb #184f5273
 async def _ax_get(self: AlpacaExecution, venue_oid: str) -> OrderState:
     "The venue's current view of one order, remembered as that leg's fill total."
     o = parse_order(await asyncio.to_thread(self.client.get_order_by_id, venue_oid))
@@ -148,11 +163,12 @@ async def _ax_await_terminal(self: AlpacaExecution, venue_oid: str) -> OrderStat
 
 AlpacaExecution._get, AlpacaExecution._await_terminal = _ax_get, _ax_await_terminal
 
-# %% ../../../nbs/06k_alpaca_execution.ipynb #eab588db
+# %% ../../../nbs/06k_alpaca_execution.ipynb #f7e28d00
 async def _ax_reprice(self: AlpacaExecution, cid: str, venue_oid: str, symbol: str, side: Side, sz: float, px: float, tif: Tif, reduce_only: bool) -> OrderAck:
     "Move a resting order to `px`: price-only replace while unfilled, else cancel and resubmit what is left; same intent."
-    it = self.intents.get(cid)
+    it = await self._legs(cid)
     if it is None: return OrderAck(kind="error", error=f"unknown intent {cid}")
+    if it.legs[-1] != venue_oid: venue_oid = it.legs[-1]            # a newer leg the engine has not heard of (a lost answer)
     cur = await self._get(venue_oid)
     if not cur.open: return OrderAck(kind="error", error=f"order {cur.venue_status}")
     n = len(it.legs)
@@ -161,8 +177,11 @@ async def _ax_reprice(self: AlpacaExecution, cid: str, venue_oid: str, symbol: s
             new = parse_order(await asyncio.to_thread(self.client.replace_order_by_id, venue_oid,
                                                       ReplaceOrderRequest(limit_price=self.inst(symbol).round_px(px), client_order_id=leg_cid(cid, n))))
         except APIError as e:
-            after = await self._get(venue_oid)
-            return OrderAck(kind="error", error=f"order {after.venue_status}" if not after.open else api_error_text(e))
+            if transient(e): self.uncertain.add(cid); raise
+            if _DUP_CID in api_error_text(e) and (new := await self._by_client_id(leg_cid(cid, n))) is not None: pass   # it had landed
+            else:
+                after = await self._get(venue_oid)
+                return OrderAck(kind="error", error=f"order {after.venue_status}" if not after.open else api_error_text(e))
         self._track(cid, new, it.maker)
         self._log("alpaca_replace", cid=cid, old=venue_oid, new=new.venue_oid, px=px)
         return OrderAck(kind="resting", venue_oid=new.venue_oid)
@@ -179,16 +198,21 @@ async def _ax_reprice(self: AlpacaExecution, cid: str, venue_oid: str, symbol: s
 
 async def _ax_cancel(self: AlpacaExecution, symbol: str, venue_oid: str | None, cid: str | None = None) -> str | None:
     "Cancel the order (the latest leg of `cid` when no venue id); None, or the venue's reason."
-    if venue_oid is None and cid in self.intents: venue_oid = self.intents[cid].legs[-1]
-    if venue_oid is None and cid:
-        try: venue_oid = parse_order(await asyncio.to_thread(self.client.get_order_by_client_id, cid)).venue_oid
+    if cid and (cid in self.uncertain or cid not in self.intents):
+        try: await self._legs(cid)
         except APIError as e: return api_error_text(e)
-    try: await asyncio.to_thread(self.client.cancel_order_by_id, venue_oid); return None
-    except APIError as e: return api_error_text(e)
+    it = self.intents.get(cid) if cid else None
+    if venue_oid is None and it is None: return f"no order with client id {cid}"
+    targets = list(dict.fromkeys(x for x in (venue_oid, it.legs[-1] if it else None) if x))   # and a newer leg the engine missed
+    errs = []
+    for oid in targets:
+        try: await asyncio.to_thread(self.client.cancel_order_by_id, oid)
+        except APIError as e: errs.append(api_error_text(e))
+    return None if len(errs) < len(targets) else errs[0]
 
 AlpacaExecution.reprice, AlpacaExecution.cancel = _ax_reprice, _ax_cancel
 
-# %% ../../../nbs/06k_alpaca_execution.ipynb #4f1e5c29
+# %% ../../../nbs/06k_alpaca_execution.ipynb #3c9a0d10
 _FINAL = {OrderStatus.FILLED: "filled", OrderStatus.CANCELED: "canceled", OrderStatus.EXPIRED: "canceled", OrderStatus.REJECTED: "rejected"}
 
 async def _ax_order_filled(self: AlpacaExecution, symbol: str, venue_oid: str) -> tuple[str, float, float | None]:
@@ -222,7 +246,46 @@ async def _ax_account_value(self: AlpacaExecution) -> float:
 AlpacaExecution.order_filled, AlpacaExecution.positions, AlpacaExecution.open_orders, AlpacaExecution.account_value = (
     _ax_order_filled, _ax_positions, _ax_open_orders, _ax_account_value)
 
-# %% ../../../nbs/06k_alpaca_execution.ipynb #a0b7475f
+# %% ../../../nbs/06k_alpaca_execution.ipynb #435344c6
+async def _ax_by_client_id(self: AlpacaExecution, client_id: str) -> OrderState | None:
+    "The venue's order with this client id, or None when the venue has none (404)."
+    try: return parse_order(await asyncio.to_thread(self.client.get_order_by_client_id, client_id))
+    except APIError as e:
+        if e.status_code == 404: return None
+        raise
+
+async def _ax_legs(self: AlpacaExecution, cid: str) -> Intent | None:
+    "The intent behind `cid` with every venue leg found (looked up when unknown or uncertain); None if the venue never saw it."
+    it = self.intents.get(cid)
+    if it is not None and cid not in self.uncertain: return it
+    n = len(it.legs) if it is not None else 0
+    while (o := await self._by_client_id(leg_cid(cid, n))) is not None:
+        it = self._track(cid, o, maker=it.maker if it is not None else o.tif != "ioc")
+        self.intents[cid].filled[o.venue_oid] = (o.filled_qty, o.avg_px)
+        n += 1
+    self.uncertain.discard(cid)
+    return it
+
+async def _ax_order_by_cid(self: AlpacaExecution, symbol: str, cid: str) -> tuple[str, str | None, float, float | None] | None:
+    "(status, venue id of the latest leg, filled over all legs, avg px) of the intent `cid`; None if the venue never saw it."
+    it = await self._legs(cid)
+    if it is None: return None
+    status, q, avg = await self.order_filled_cid(symbol, it.legs[-1], cid)
+    return status, it.legs[-1], q, avg
+
+async def _ax_order_filled_cid(self: AlpacaExecution, symbol: str, venue_oid: str | None, cid: str) -> tuple[str, float, float | None]:
+    "(open while any leg rests, else the latest leg's end; filled size and avg px over every leg of the intent)."
+    if cid in self.intents and venue_oid is not None and venue_oid not in self.intents[cid].legs: self.uncertain.add(cid)
+    it = await self._legs(cid)
+    if it is None: return await self.order_filled(symbol, venue_oid) if venue_oid else ("unknown", 0.0, None)
+    states = [await self._get(oid) for oid in it.legs]
+    q, avg = it.totals()
+    return ("open" if any(s.open for s in states) else _FINAL.get(states[-1].status, states[-1].venue_status)), q, avg
+
+AlpacaExecution._by_client_id, AlpacaExecution._legs = _ax_by_client_id, _ax_legs
+AlpacaExecution.order_by_cid, AlpacaExecution.order_filled_cid = _ax_order_by_cid, _ax_order_filled_cid
+
+# %% ../../../nbs/06k_alpaca_execution.ipynb #7a8d52c0
 def _ax_on_update(self: AlpacaExecution, msg: Mapping[str, Any], sink: Callable[[Any], None]) -> None:
     "Book one trade_updates event; push its Fill (once) to `sink`."
     try: u = parse_trade_update(msg)

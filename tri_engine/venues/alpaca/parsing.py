@@ -116,6 +116,7 @@ class OrderState(msgspec.Struct, frozen=True):
     avg_px: float | None
     limit_px: float | None
     replaced_by: str | None = None
+    tif: str = ""                     # time_in_force: gtc | day | ioc | ...
     @property
     def cid(self) -> str: return base_cid(self.client_order_id)
     @property
@@ -132,7 +133,7 @@ def parse_order(o: Mapping[str, Any]) -> OrderState:
     return OrderState(venue_oid=str(o["id"]), client_order_id=str(o.get("client_order_id") or ""), symbol=str(o["symbol"]),
                       side=Side(_enum_val(o["side"])), status=_STATUS[st], venue_status=st, qty=_f(o.get("qty")),
                       filled_qty=_f(o.get("filled_qty")) or 0.0, avg_px=_f(o.get("filled_avg_price")), limit_px=_f(o.get("limit_price")),
-                      replaced_by=(str(o["replaced_by"]) if o.get("replaced_by") else None))
+                      replaced_by=(str(o["replaced_by"]) if o.get("replaced_by") else None), tif=_enum_val(o.get("time_in_force") or ""))
 
 # %% ../../../nbs/06i_alpaca_parsing.ipynb #c524ce4e
 def positions_map(rows: Iterable[Mapping[str, Any]], crypto: bool) -> dict[str, float]:
