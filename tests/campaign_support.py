@@ -235,7 +235,8 @@ class Harness:
 
     async def check(self) -> None:
         "Every invariant, after a step."
-        self.sim.faults.http_fail.clear()                          # injected faults not consumed by the engine would hit the checker
+        for pending in ("http_fail", "http_fail_after"):           # injected faults not consumed by the engine would hit the checker
+            getattr(self.sim.faults, pending, []).clear()
         await self.pump(0.1)
         pos, orders = await self.venue()
         for sym, oid, cid in orders:                               # no open venue order the engine does not track as live

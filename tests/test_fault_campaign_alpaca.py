@@ -62,6 +62,9 @@ class AlpacaHarness(Harness):
                                                 bid_sz=tuple(z for _, z in lv["b"]), ask_px=tuple(p for p, _ in lv["a"]), ask_sz=tuple(z for _, z in lv["a"])))
 
     def http_fault(self, rng: random.Random) -> None:
+        if rng.random() < 0.4:                                   # carried out, but the answer is a 5xx (a 504 alpaca-py retries)
+            self.sim.fail_after(1, rng.choice([500, 502, 504]), "/v2/orders", rng.choice(["POST", "PATCH", "DELETE"]))
+            return
         st = rng.choice([429, 500, 502, 503, 503])
         self.sim.fail_next(1 if st == 429 else rng.randint(1, 3), st, rng.choice(["/v2/orders", "/v2/positions", "/v2/account", None]))
 

@@ -640,6 +640,15 @@ async def test_http_faults_429_5xx_delay_and_order_faults(csim):
     ev = [(e["event"], e.get("qty"), e["order"]["filled_qty"], e["order"]["status"]) for e in csim.trade_updates[KEY] if e["order"]["id"] == str(o.id)]
     assert ev == [("new", None, "0", "new"), ("partial_fill", "0.001", "0.001", "partially_filled"), ("partial_fill", "0.002", "0.003", "partially_filled")]
     assert (await sdk(tc.get_order_by_id, o.id)).filled_qty == "0.003"
+    csim.fail_after(1, 500, path="/v2/orders", method="POST")                         # carried out, then the answer is lost
+    e = await api_error(tc.submit_order, LimitOrderRequest(symbol="BTC/USD", qty=0.02, side=OrderSide.BUY, time_in_force=TimeInForce.GTC,
+                                                           limit_price=1000, client_order_id="fa-1"))
+    assert e.status_code == 500 and csim.orders_json(KEY)[-1]["client_order_id"] == "fa-1"
+    csim.fail_after(1, 504, path="/v2/orders", method="POST")                         # alpaca-py retries a 504: the retry meets the first
+    e = await api_error(tc.submit_order, LimitOrderRequest(symbol="BTC/USD", qty=0.02, side=OrderSide.BUY, time_in_force=TimeInForce.GTC,
+                                                           limit_price=1000, client_order_id="fa-2"))
+    assert (e.status_code, e.message) == (422, "client_order_id must be unique") and len([o for o in csim.orders_json(KEY) if o['client_order_id'].startswith('fa-')]) == 2
+    await sdk(tc.cancel_orders)
 
 
 # ---------------------------------------------------------------- command line

@@ -1012,6 +1012,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                                                                     'tri_engine/sim/alpaca.py'),
                                        'tri_engine.sim.alpaca.AlpacaSim.duplicate_trade_updates': ( 'sim_alpaca.html#alpacasim.duplicate_trade_updates',
                                                                                                     'tri_engine/sim/alpaca.py'),
+                                       'tri_engine.sim.alpaca.AlpacaSim.fail_after': ( 'sim_alpaca.html#alpacasim.fail_after',
+                                                                                       'tri_engine/sim/alpaca.py'),
                                        'tri_engine.sim.alpaca.AlpacaSim.fail_next': ( 'sim_alpaca.html#alpacasim.fail_next',
                                                                                       'tri_engine/sim/alpaca.py'),
                                        'tri_engine.sim.alpaca.AlpacaSim.force_order_error': ( 'sim_alpaca.html#alpacasim.force_order_error',

@@ -142,7 +142,7 @@ class Engine:
         self.info: dict[str, InstrumentInfo] = {}
         self.cids = CidFactory(cfg.run_id, journal.next_seq() if journal is not None else 0)
         self.stats = {"bars": 0, "books": 0, "intents": 0, "orders": 0, "rejects": 0, "blocked": 0, "fills": 0, "reprices": 0, "late_fills": 0,
-                      "skipped_books": 0, "skipped_bars": 0, "send_failed": 0}
+                      "skipped_books": 0, "skipped_bars": 0, "send_failed": 0, "reprice_failed": 0}
         self._last_reconcile_ms = -10**18
         self._lock = asyncio.Lock()
         self.timer_every_s = 1.0
@@ -601,7 +601,10 @@ async def _eng_reprice(self: Engine, o: TrackedOrder, px: float) -> None:
     if sz < o.lot / 2: return
     o.reprices += 1                                                # a reprice places a new venue order: journaled before it is sent
     self._j("order", o, "reprice_sent", durable=True, new_px=px, new_sz=sz)
-    ack = await self.ex.reprice(o.cid, o.venue_oid, o.symbol, o.side, sz, px, o.route.tif, o.kind is IntentKind.EXIT)
+    try: ack = await self.ex.reprice(o.cid, o.venue_oid, o.symbol, o.side, sz, px, o.route.tif, o.kind is IntentKind.EXIT)
+    except self.transport_errors as e:                             # it may have gone through: the venue says next sweep (by client id)
+        self.stats["reprice_failed"] += 1
+        self._log("reprice_failed", coin=o.symbol, cid=o.cid, px=px, n=o.reprices, error=f"{type(e).__name__}: {e}"); return
     self.stats["reprices"] += 1
     self._log("reprice", coin=o.symbol, cid=o.cid, px=px, n=o.reprices, ok=ack.ok, error=ack.error)
     if ack.ok:

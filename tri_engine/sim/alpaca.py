@@ -83,14 +83,16 @@ class Faults:
     stalled_symbols: set = field(default_factory=set)
     dup_trade_updates: int = 0                           # next N trade_updates fill events are each sent twice
     reorder_trade_updates: int = 0                       # next N fill events are held back and sent after the following event
+    http_fail_after: list = field(default_factory=list)  # [status, body, path | None, n, method | None]: carried out, then answered
 
-    def take_http(self, path: str) -> tuple[int, dict] | None:
-        "The injected (status, body) for a request to `path`, if one is due (None matches REST paths only)."
-        for f in self.http_fail:
-            st, body, p, _ = f
+    def take_http(self, path: str, method: str | None = None, after: bool = False) -> tuple[int, dict] | None:
+        "The injected (status, body) for a request to `path`, if one is due (None matches REST paths only); `after`: the carried-out kind."
+        for f in (self.http_fail_after if after else self.http_fail):
+            st, body, p, _ = f[:4]
+            if after and f[4] is not None and f[4] != method: continue
             if (p is None and path not in WS_PATHS) or (p is not None and (path == p or path.startswith(p.rstrip("/") + "/"))):
                 f[3] -= 1
-                if f[3] <= 0: self.http_fail.remove(f)
+                if f[3] <= 0: (self.http_fail_after if after else self.http_fail).remove(f)
                 return st, body
         return None
 
@@ -752,7 +754,11 @@ async def _guard(self: AlpacaSim, request: web.Request, handler) -> web.StreamRe
         log.warning("alpaca_sim_unauthorized path=%s", path)
         return web.json_response(UNAUTHORIZED, status=401)
     request[KEY_OF] = kid
-    try: return await handler(request)
+    try:
+        resp = await handler(request)
+        if resp.status < 400 and (hit := self.faults.take_http(path, request.method, after=True)):   # done, but the answer is lost
+            return web.json_response(hit[1], status=hit[0])
+        return resp
     except ApiError as e:
         return web.Response(status=e.status) if e.body is None else web.json_response(e.body, status=e.status)
     except web.HTTPNotFound:
@@ -1308,6 +1314,12 @@ def fail_next(self: AlpacaSim, n: int = 1, status: int = 429, path: str | None =
     "The next `n` requests to `path` (a prefix; None = any REST path) answer `status` with Alpaca's error body."
     b = body if body is not None else INJECTED_BODIES.get(status, {"code": status * 100000 + 10000, "message": f"injected error {status}"})
     self.faults.http_fail.append([status, b, path, n])
+
+@patch
+def fail_after(self: AlpacaSim, n: int = 1, status: int = 504, path: str | None = None, method: str | None = None) -> None:
+    "The next `n` requests to `path` (and `method`) are carried out, then answered `status` (a gateway that timed out after the work was done)."
+    self.faults.http_fail_after.append([status, INJECTED_BODIES.get(status, {"code": status * 100000 + 10000, "message": f"injected error {status}"}),
+                                        path, n, method])
 
 @patch
 def force_order_error(self: AlpacaSim, message: str = "insufficient buying power", status: int = 403, code: int = 40310000, n: int = 1) -> None:

@@ -20,7 +20,7 @@ from .data import stop_sdk_stream
 from .parsing import parse_order, parse_trade_update, positions_map, OrderState, base_cid, leg_cid
 
 # %% auto #0
-__all__ = ['alpaca_tif', 'api_error_text', 'transient', 'Intent', 'AlpacaExecution']
+__all__ = ['CRYPTO_DUST_STEPS', 'alpaca_tif', 'api_error_text', 'transient', 'Intent', 'AlpacaExecution']
 
 # %% ../../../nbs/06k_alpaca_execution.ipynb #94cffd25
 def alpaca_tif(tif: Tif, crypto: bool) -> TimeInForce:
@@ -65,6 +65,8 @@ class Intent:
 
 # %% ../../../nbs/06k_alpaca_execution.ipynb #d67c6347
 _FEES = {"crypto": (0.0015, 0.0025), "equities": (0.0, 0.0)}   # (maker, taker) as fractions of notional
+CRYPTO_DUST_STEPS = 10     # a crypto buy's fee is paid in the coin and rounded to the quantity step per fill: memory and venue may differ by
+                           # a step per fill, so ten steps (1e-8 BTC, well under a cent) count as flat; equities: half a share
 
 class AlpacaExecution:
     "ExecutionClient over alpaca-py: limit orders with client ids, legs per intent, positions, fills from TradingStream."
@@ -91,10 +93,10 @@ class AlpacaExecution:
 
     def inst(self, symbol: str) -> AlpacaInstrument: return self.instruments[symbol]
     def instrument(self, symbol: str) -> InstrumentInfo:
-        "What the engine sizes with: whole shares for equities, the asset's increment for crypto."
+        "What the engine sizes with: whole shares for equities, the asset's increment for crypto (dust: ten increments, see below)."
         i = self.inst(symbol)
         return InstrumentInfo(symbol=symbol, sz_decimals=i.qty_decimals if i.crypto else 0, min_notional_usd=10.0 if i.crypto else 1.0,
-                              tier="crypto_spot" if i.crypto else "equity", dust_sz=None if i.crypto else 0.5)
+                              tier="crypto_spot" if i.crypto else "equity", dust_sz=CRYPTO_DUST_STEPS * 10.0 ** -i.qty_decimals if i.crypto else 0.5)
     def round_px(self, symbol: str, px: float) -> float: return self.inst(symbol).round_px(px)
     def held_after(self, symbol: str, side: Side, filled_sz: float, maker_share: float) -> float:
         "What a fill leaves in the account: a crypto buy pays its fee in the coin bought, $q (1 - (m f_m + (1-m) f_t))$."
@@ -178,8 +180,7 @@ async def _ax_reprice(self: AlpacaExecution, cid: str, venue_oid: str, symbol: s
                                                       ReplaceOrderRequest(limit_price=self.inst(symbol).round_px(px), client_order_id=leg_cid(cid, n))))
         except APIError as e:
             if transient(e): self.uncertain.add(cid); raise
-            if _DUP_CID in api_error_text(e) and (new := await self._by_client_id(leg_cid(cid, n))) is not None: pass   # it had landed
-            else:
+            if (new := await self._by_client_id(leg_cid(cid, n))) is None:   # else an attempt the SDK retried (504) had landed
                 after = await self._get(venue_oid)
                 return OrderAck(kind="error", error=f"order {after.venue_status}" if not after.open else api_error_text(e))
         self._track(cid, new, it.maker)
