@@ -37,13 +37,16 @@ async def until_venue_clear(r, t0: float, timeout: float = 10.0) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-async def prepare(r, ep, n: int) -> None:
-    "Flat (a resting buy may have filled), resumed, with n maker buys resting."
-    if r.engine.signals.positions(): await asyncio.to_thread(request, ep, "flatten")
-    await asyncio.to_thread(request, ep, "resume")
-    await wait_for(lambda: not r.engine.tracker.open_orders(), 5)
-    placed = await rest_maker_buys(r, list(COINS[:n]))
-    assert len(placed) == n and venue_orders(r) == n, (len(placed), venue_orders(r))
+async def prepare(r, ep, n: int, tries: int = 5) -> None:
+    "Flat (a resting buy may have filled), resumed, with n maker buys resting (tried again when one fills at once)."
+    for _ in range(tries):
+        if r.engine.signals.positions(): await asyncio.to_thread(request, ep, "flatten")
+        await asyncio.to_thread(request, ep, "resume")
+        await wait_for(lambda: not r.engine.tracker.open_orders(), 5)
+        placed = await rest_maker_buys(r, list(COINS[:n]))
+        if len(placed) == n and venue_orders(r) == n: return
+        await asyncio.to_thread(request, ep, "cancel-all")
+    raise AssertionError(f"could not rest {n} maker buys in {tries} tries")
 
 
 async def bench_control(r, ep, n: int, reps: int) -> tuple[list[float], list[float]]:

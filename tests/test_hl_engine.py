@@ -204,14 +204,17 @@ async def test_hip3_gets_isolated_leverage_and_its_exit_goes_ioc(tmp_path):
 
 
 async def test_kill_switch_cancels_every_resting_order(tmp_path):
-    async with engine_on_sim(tmp_path) as eng:
+    async with engine_on_sim(tmp_path, coins=("ETH", "SOL", "BTC")) as eng:
         a = await decide(eng, "ETH", IntentKind.ENTRY, Side.BUY)
         b = await decide(eng, "SOL", IntentKind.ENTRY, Side.BUY)
+        c = await decide(eng, "BTC", IntentKind.ENTRY, Side.BUY)
         info = await venue_info(eng)
-        assert len(await sdk(info.open_orders, eng.acct.address)) == 2
+        assert len(await sdk(info.open_orders, eng.acct.address)) == 3
+        signed = eng.sim.n_requests[eng.acct.address.lower()]
         eng.kill.request_flatten("operator KILL", eng.now_ms())
         await eng.on_timer()
-        assert await sdk(info.open_orders, eng.acct.address) == [] and a.settled and b.settled
+        assert await sdk(info.open_orders, eng.acct.address) == [] and a.settled and b.settled and c.settled
+        assert eng.sim.n_requests[eng.acct.address.lower()] - signed == 1          # the three cancels went out as one signed action
         assert eng.kill.halted
 
 

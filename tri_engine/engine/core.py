@@ -618,11 +618,13 @@ async def _eng_reprice(self: Engine, o: TrackedOrder, px: float) -> None:
 Engine.reprice = _eng_reprice
 
 # %% ../../nbs/07b_engine_core.ipynb #fc4c93a7
-async def _eng_close_out(self: Engine, o: TrackedOrder, why: str) -> None:
-    "Cancel an order and settle it with the venue's final filled size (fills may trail the cancel)."
+_NOT_SENT = object()
+
+async def _eng_close_out(self: Engine, o: TrackedOrder, why: str, cancelled: Any = _NOT_SENT) -> None:
+    "Cancel an order and settle it with the venue's final filled size (fills may trail the cancel); `cancelled`: a bulk cancel's answer."
     if o.venue_oid is not None or o.cid in self._sent_wall:             # an order whose submit is still in flight is left to its ack
         try:
-            err = await self.ex.cancel(o.symbol, o.venue_oid, o.cid)
+            err = await self.ex.cancel(o.symbol, o.venue_oid, o.cid) if cancelled is _NOT_SENT else cancelled
             status, oid, filled, avg = await self._lookup(o)
         except self.transport_errors as e:                                    # the order may still rest: keep it, retry next sweep
             self._cancel_retry.add(o.cid)
@@ -635,6 +637,18 @@ async def _eng_close_out(self: Engine, o: TrackedOrder, why: str) -> None:
         self._log("order_cancelled", coin=o.symbol, cid=o.cid, why=why, error=err, venue_status=status, filled=o.filled_sz)
         self._j("order", o, "cancel", why=why, venue_status=status)
     self._finish(self.tracker.settle(o.cid, why))
+
+async def _eng_close_out_all(self: Engine, orders: Sequence[TrackedOrder], why: str) -> int:
+    "Cancel orders at once (one bulk request where the venue has one: the kill switch), then settle each with the venue's totals."
+    live = [o for o in orders if o.venue_oid is not None or o.cid in self._sent_wall]
+    answers: list = [_NOT_SENT] * len(live)
+    many = getattr(self.ex, "cancel_many", None)
+    if many is not None and len(live) > 1:
+        try: answers = list(await many([(o.symbol, o.venue_oid, o.cid) for o in live]))
+        except self.transport_errors as e:                         # each is cancelled on its own below
+            self._log("cancel_many_failed", n=len(live), why=why, error=f"{type(e).__name__}: {e}")
+    for o, a in zip(live, answers): await self._close_out(o, why, a)
+    return len(live)
 
 async def _eng_give_up(self: Engine, o: TrackedOrder, reason: str) -> None:
     "Stop working a maker order: cancel an entry; escalate an exit's remainder to IOC."
@@ -665,7 +679,7 @@ async def _eng_send_ioc(self: Engine, it: SignalIntent) -> TrackedOrder | None:
                                       route=TAKER_IOC, created_ms=self.now_ms(), z=it.z, reason=it.reason, px=px))
     return await self.send(o, gate=dict(notional_usd=sz * px, reduce_only=True))
 
-Engine._close_out, Engine.give_up, Engine._send_ioc = _eng_close_out, _eng_give_up, _eng_send_ioc
+Engine._close_out, Engine._close_out_all, Engine.give_up, Engine._send_ioc = _eng_close_out, _eng_close_out_all, _eng_give_up, _eng_send_ioc
 
 # %% ../../nbs/07b_engine_core.ipynb #89bb1aa9
 def _eng_ours(self: Engine, cid: str | None) -> bool:
@@ -734,8 +748,7 @@ async def _eng_reconcile(self: Engine, live: Mapping[str, float] | None = None, 
 
 async def _eng_flatten(self: Engine, reason: str) -> None:
     "Cancel every resting order and send IOC exits for every position (kill switch)."
-    for o in list(self.tracker.open_orders()):
-        if o.venue_oid is not None or o.cid in self._sent_wall: await self._close_out(o, reason)
+    await self._close_out_all(list(self.tracker.open_orders()), reason)
     for it in self.signals.flatten(self.now_ms(), reason=reason):   # flatten() already marks each exit pending
         await self._send_ioc(it)
     self.kill.flatten_requested = False
@@ -744,9 +757,7 @@ async def _eng_flatten(self: Engine, reason: str) -> None:
 
 async def _eng_cancel_all(self: Engine, reason: str) -> int:
     "Cancel every order this engine has resting (or may have: sends of unknown outcome); returns how many."
-    n = 0
-    for o in list(self.tracker.open_orders()):
-        if o.venue_oid is not None or o.cid in self._sent_wall: await self._close_out(o, reason); n += 1
+    n = await self._close_out_all(list(self.tracker.open_orders()), reason)
     self._log("cancel_all", n=n, reason=reason)
     return n
 

@@ -211,7 +211,11 @@ async def _ax_cancel(self: AlpacaExecution, symbol: str, venue_oid: str | None, 
         except APIError as e: errs.append(api_error_text(e))
     return None if len(errs) < len(targets) else errs[0]
 
-AlpacaExecution.reprice, AlpacaExecution.cancel = _ax_reprice, _ax_cancel
+async def _ax_cancel_many(self: AlpacaExecution, orders: Sequence[tuple[str, str | None, str | None]]) -> list[str | None]:
+    "Cancel many (symbol, venue oid, cid) at once: Alpaca cancels one id per request, so they go out concurrently."
+    return list(await asyncio.gather(*(self.cancel(s, v, c) for s, v, c in orders)))
+
+AlpacaExecution.reprice, AlpacaExecution.cancel, AlpacaExecution.cancel_many = _ax_reprice, _ax_cancel, _ax_cancel_many
 
 # %% ../../../nbs/06k_alpaca_execution.ipynb #3c9a0d10
 _FINAL = {OrderStatus.FILLED: "filled", OrderStatus.CANCELED: "canceled", OrderStatus.EXPIRED: "canceled", OrderStatus.REJECTED: "rejected"}

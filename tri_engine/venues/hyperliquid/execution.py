@@ -88,7 +88,21 @@ async def _hx_cancel(self: HlExecution, symbol: str, venue_oid: str | None, cid:
     else: resp = await asyncio.to_thread(self._signed, self.exchange.cancel, symbol, int(venue_oid))
     return parse_cancel_response(resp, 1)[0]
 
-HlExecution.submit, HlExecution.reprice, HlExecution.cancel = _hx_submit, _hx_reprice, _hx_cancel
+async def _hx_cancel_many(self: HlExecution, orders: Sequence[tuple[str, str | None, str | None]]) -> list[str | None]:
+    "Cancel many (symbol, venue oid, cid) in one signed action per kind (by client id, else by venue id); the reason per order or None."
+    by_cid = [i for i, (_, _, c) in enumerate(orders) if c]
+    by_oid = [i for i, (_, v, c) in enumerate(orders) if not c and v is not None]
+    out: list[str | None] = ["no venue id or client id"] * len(orders)
+    if by_cid:
+        resp = await asyncio.to_thread(self._signed, self.exchange.bulk_cancel_by_cloid,
+                                       [{"coin": orders[i][0], "cloid": Cloid.from_str(orders[i][2])} for i in by_cid])
+        for i, r in zip(by_cid, parse_cancel_response(resp, len(by_cid))): out[i] = r
+    if by_oid:
+        resp = await asyncio.to_thread(self._signed, self.exchange.bulk_cancel, [{"coin": orders[i][0], "oid": int(orders[i][1])} for i in by_oid])
+        for i, r in zip(by_oid, parse_cancel_response(resp, len(by_oid))): out[i] = r
+    return out
+
+HlExecution.submit, HlExecution.reprice, HlExecution.cancel, HlExecution.cancel_many = _hx_submit, _hx_reprice, _hx_cancel, _hx_cancel_many
 
 # %% ../../../nbs/06e_hl_execution.ipynb #8468ca29
 async def _hx_order_filled(self: HlExecution, symbol: str, venue_oid: str) -> tuple[str, float, float | None]:
