@@ -117,11 +117,12 @@ class OrderTracker:
         self.orders: dict[str, TrackedOrder] = {}
         self.by_oid: dict[str, str] = {}
         self.settlements: list[Settlement] = []
+        self.unsettled: dict[str, TrackedOrder] = {}     # the orders `open_orders` scans: every order ever tracked stays in `orders`
 
     def add(self, order: TrackedOrder) -> TrackedOrder:
         "Track a new intent; a client id can never be reused."
         if order.cid in self.orders: raise ValueError(f"duplicate client id {order.cid}")
-        self.orders[order.cid] = order
+        self.orders[order.cid] = self.unsettled[order.cid] = order
         return order
 
     def bind(self, cid: str, venue_oid: str | None, px: float | None, status: OrderStatus, now_ms: int) -> TrackedOrder:
@@ -141,8 +142,8 @@ class OrderTracker:
         return None
 
     def open_orders(self, symbol: str | None = None) -> list[TrackedOrder]:
-        "Orders not yet settled (optionally of one symbol)."
-        return [o for o in self.orders.values() if o.live and (symbol is None or o.symbol == symbol)]
+        "Orders not yet settled and still working (optionally of one symbol); O(unsettled orders), not O(all orders)."
+        return [o for o in self.unsettled.values() if o.live and (symbol is None or o.symbol == symbol)]
 
 # %% ../../nbs/07a_engine_orders.ipynb #276b8eaa
 def _ot_on_fill(self: OrderTracker, fill: Fill) -> TrackedOrder | None:
@@ -160,6 +161,7 @@ def _ot_settle(self: OrderTracker, cid: str, why: str) -> Settlement | None:
     o = self.orders[cid]
     if o.settled: return None
     o.settled, o.settled_sz = True, o.filled_sz
+    self.unsettled.pop(cid, None)
     if o.status not in (OrderStatus.FILLED, OrderStatus.REJECTED, OrderStatus.EXPIRED): o.status = OrderStatus.CANCELED if o.filled_sz == 0 else OrderStatus.FILLED
     s = Settlement(o.cid, o.symbol, o.tag, o.kind, o.side, o.filled_sz, o.avg_px, o.fees_usd, o.maker_share, o.reprices, why)
     self.settlements.append(s)
