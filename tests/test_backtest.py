@@ -172,6 +172,10 @@ def test_alpaca_books_run_through_the_same_driver(tmp_path):
     assert m["run"]["stats"]["delivered"]["books"] == 2 * 3 * 60 * 4 and m["fills"] > 0
     fills = pl.read_parquet(tmp_path / "c" / "fills.parquet")
     assert (fills["fee"] > 0).all()                                            # Alpaca crypto charges maker and taker fees
+    cr = run_backtest("crypto", "2026-04-01", "2026-04-01T06:00", {"symbols": "BTC/USD,ETH/USD"}, settings=SETTINGS)
+    core_buys = [f for f in cr.backtest.ex.all_fills if f.is_buy]
+    assert core_buys and all(f.fee_base > 0 for f in core_buys)                # a buy's fee is paid in the coin, as at Alpaca ...
+    assert [r for r in cr.log if r["event"] == "reconcile"] == []              # ... and the engine's memory never needs correcting
     # equities: daily bars known at the close, quotes only in regular hours; an empty macro calendar, see the issue 11 report
     from tri_engine.risk import MacroCalendar
     from tri_engine.sessions import us_equity_session

@@ -294,6 +294,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                  'tri_engine.core.cid_seq': ('core.html#cid_seq', 'tri_engine/core.py'),
                                  'tri_engine.core.data_cache_dir': ('core.html#data_cache_dir', 'tri_engine/core.py'),
                                  'tri_engine.core.dt_to_ms': ('core.html#dt_to_ms', 'tri_engine/core.py'),
+                                 'tri_engine.core.held_net_of_coin_fee': ('core.html#held_net_of_coin_fee', 'tri_engine/core.py'),
                                  'tri_engine.core.iso_ms': ('core.html#iso_ms', 'tri_engine/core.py'),
                                  'tri_engine.core.make_cid': ('core.html#make_cid', 'tri_engine/core.py'),
                                  'tri_engine.core.ms_to_dt': ('core.html#ms_to_dt', 'tri_engine/core.py'),

@@ -13,9 +13,9 @@ import msgspec
 # %% auto #0
 __all__ = ['REDACTED', 'DEFAULT_SECTOR_CAP', 'DEFAULT_SECTOR_CAPS', 'ms_to_dt', 'dt_to_ms', 'iso_ms', 'timeframe_ms', 'Side',
            'Mode', 'ExecutionStyle', 'Tif', 'IntentKind', 'Liquidity', 'OrderStatus', 'Bar', 'BookSnapshot', 'Quote',
-           'Trade', 'OrderIntent', 'OrderUpdate', 'Fill', 'PositionSnapshot', 'make_cid', 'cid_seq', 'CidFactory',
-           'new_run_id', 'Clock', 'WallClock', 'ReplayClock', 'Redactor', 'RedactingFilter', 'EventLog', 'DataError',
-           'project_root', 'data_cache_dir']
+           'Trade', 'OrderIntent', 'OrderUpdate', 'Fill', 'held_net_of_coin_fee', 'PositionSnapshot', 'make_cid',
+           'cid_seq', 'CidFactory', 'new_run_id', 'Clock', 'WallClock', 'ReplayClock', 'Redactor', 'RedactingFilter',
+           'EventLog', 'DataError', 'project_root', 'data_cache_dir']
 
 # %% ../nbs/00_core.ipynb #18ab1a52
 def ms_to_dt(ts_ms: int) -> datetime:
@@ -239,7 +239,12 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def notional_usd(self) -> float: return self.px * self.sz
 
-# %% ../nbs/00_core.ipynb #351913bf
+# %% ../nbs/00_core.ipynb #ffccbca2
+def held_net_of_coin_fee(filled_sz: float, maker_share: float, maker: float, taker: float) -> float:
+    "What a buy leaves in the account when its fee is paid in the coin bought."
+    return filled_sz * (1.0 - (maker_share * maker + (1.0 - maker_share) * taker))
+
+# %% ../nbs/00_core.ipynb #e8a03047
 class PositionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     "A venue's position in one symbol: signed size `szi` (> 0 long, < 0 short)."
     venue: str
@@ -251,7 +256,7 @@ class PositionSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def side(self) -> Side | None: return None if self.szi == 0 else (Side.BUY if self.szi > 0 else Side.SELL)
 
-# %% ../nbs/00_core.ipynb #e8a03047
+# %% ../nbs/00_core.ipynb #07223007
 def make_cid(run_id: str, seq: int) -> str:
     "Deterministic client order id `0x`+32 hex from a run id and a sequence number."
     if not run_id: raise ValueError("run_id must be non-empty")
@@ -259,13 +264,13 @@ def make_cid(run_id: str, seq: int) -> str:
     prefix = hashlib.blake2b(run_id.encode(), digest_size=8).hexdigest()
     return f"0x{prefix}{seq:016x}"
 
-# %% ../nbs/00_core.ipynb #0d09c651
+# %% ../nbs/00_core.ipynb #8c04e0ae
 def cid_seq(cid: str) -> int:
     "Sequence number encoded in a client order id made by `make_cid`."
     if not re.fullmatch(r"0x[0-9a-f]{32}", cid): raise ValueError(f"not a tri_engine cid: {cid!r}")
     return int(cid[18:], 16)
 
-# %% ../nbs/00_core.ipynb #0e7703e8
+# %% ../nbs/00_core.ipynb #3cae4fcf
 class CidFactory:
     "Hands out consecutive client order ids for one run; resume with `start` after a restart."
     def __init__(self, run_id: str, start: int = 0): self.run_id, self.seq = run_id, start
@@ -273,23 +278,23 @@ class CidFactory:
         "The next id; the counter only moves forward."
         cid = make_cid(self.run_id, self.seq); self.seq += 1; return cid
 
-# %% ../nbs/00_core.ipynb #8c04e0ae
+# %% ../nbs/00_core.ipynb #3a99abd8
 def new_run_id(engine: str, ts_ms: int) -> str:
     "A fresh run id: engine, UTC start time and 4 random bytes, e.g. `hl-20250721T073000-1a2b3c4d`."
     return f"{engine}-{ms_to_dt(ts_ms).strftime('%Y%m%dT%H%M%S')}-{_secrets.token_hex(4)}"
 
-# %% ../nbs/00_core.ipynb #3a99abd8
+# %% ../nbs/00_core.ipynb #c0a2fbd6
 @runtime_checkable
 class Clock(Protocol):
     "Anything that tells the time in epoch milliseconds."
     def now_ms(self) -> int: ...
 
-# %% ../nbs/00_core.ipynb #1d94d9dc
+# %% ../nbs/00_core.ipynb #3b18bb7c
 class WallClock:
     "The real UTC clock."
     def now_ms(self) -> int: return time.time_ns() // 1_000_000
 
-# %% ../nbs/00_core.ipynb #d92c1a66
+# %% ../nbs/00_core.ipynb #f351e552
 class ReplayClock:
     "A clock moved by the data replay; it never runs backwards."
     def __init__(self, start_ms: int = 0): self._now = int(start_ms)
@@ -302,7 +307,7 @@ class ReplayClock:
         "Move forward by `ms` and return the new time."
         self.set(self._now + ms); return self._now
 
-# %% ../nbs/00_core.ipynb #f351e552
+# %% ../nbs/00_core.ipynb #29ea2a2c
 REDACTED = "***REDACTED***"
 _SHAPES = [
     re.compile(r"(?:0[xX])?[0-9a-fA-F]{64,}"),                                       # private key: any run of >= 64 hex digits
@@ -311,7 +316,7 @@ _SHAPES = [
 ]
 _SECRET_NAME = re.compile(r"(?i)(secret|private_?key|privkey|passw(or)?d|api_?key|key_id|authorization|mnemonic|seed_phrase)")
 
-# %% ../nbs/00_core.ipynb #3d7e6837
+# %% ../nbs/00_core.ipynb #8d01356d
 class Redactor:
     "Removes configured secret values and secret-shaped strings from any JSON-like value."
     def __init__(self, secrets: Iterable[str] = ()):
@@ -340,7 +345,7 @@ class Redactor:
 
     def __repr__(self): return f"Redactor({len(self.secrets)} secrets)"
 
-# %% ../nbs/00_core.ipynb #29ea2a2c
+# %% ../nbs/00_core.ipynb #e62a9c3f
 class RedactingFilter(logging.Filter):
     "stdlib logging filter that redacts every record (SDK and library logs included)."
     def __init__(self, redactor: Redactor): super().__init__(); self.redactor = redactor
@@ -348,7 +353,7 @@ class RedactingFilter(logging.Filter):
         record.msg = self.redactor.text(record.getMessage()); record.args = None
         return True
 
-# %% ../nbs/00_core.ipynb #e62a9c3f
+# %% ../nbs/00_core.ipynb #6657fe24
 _RESERVED = ("ts", "ts_ms", "engine", "event")
 
 class EventLog:
@@ -377,23 +382,23 @@ class EventLog:
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
 
-# %% ../nbs/00_core.ipynb #6657fe24
+# %% ../nbs/00_core.ipynb #5bf0267e
 class DataError(ValueError):
     "Bad or missing market data; the message names the file or request and what exists."
 
-# %% ../nbs/00_core.ipynb #1e076fd8
+# %% ../nbs/00_core.ipynb #d7f02643
 from types import MappingProxyType
 DEFAULT_SECTOR_CAP = 3
 DEFAULT_SECTOR_CAPS: Mapping[str, int] = MappingProxyType({"Defense": 1, "Energy": 1, "Energy ETF": 1, "Nuclear": 1, "Semis": 2})
 
-# %% ../nbs/00_core.ipynb #b0a096b4
+# %% ../nbs/00_core.ipynb #285dce61
 def project_root() -> Path:
     "The repository root: `$TRI_ENGINE_ROOT`, else the folder above the installed `tri_engine` package."
     if env := os.environ.get("TRI_ENGINE_ROOT"): return Path(env).resolve()
     import tri_engine
     return Path(tri_engine.__file__).resolve().parent.parent
 
-# %% ../nbs/00_core.ipynb #d7f02643
+# %% ../nbs/00_core.ipynb #2a44f659
 def data_cache_dir() -> Path:
     "Where market data lives: `$TRI_DATA_CACHE`, else `<project root>/data_cache`."
     return Path(os.environ.get("TRI_DATA_CACHE") or project_root() / "data_cache")

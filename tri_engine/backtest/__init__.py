@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 import msgspec
 import numpy as np
 import polars as pl
-from ..core import (Bar, BookSnapshot, DataError, ExecutionStyle, Fill, Liquidity, ReplayClock, Redactor, Side, Tif,
+from ..core import (Bar, BookSnapshot, DataError, ExecutionStyle, Fill, Liquidity, ReplayClock, Redactor, Side, Tif, held_net_of_coin_fee,
                              dt_to_ms, iso_ms, ms_to_dt, timeframe_ms)
 from ..config import Settings, load_settings
 from ..data import load_bars
@@ -165,7 +165,7 @@ def crypto_markets(symbols: Sequence[str], start_ms: int, end_ms: int, preseed_b
         tick = hl_tick(float(bars["close"][0]))
         kw = dict(levels=levels, spread_bps=spread_bps, seed=seed, sz_decimals=6, tick=tick)
         stream = causal_stream_from_bars(bars, sym, **kw)
-        spec = InstrumentSpec(sym, "spot", 9, 1, ALPACA_CRYPTO_FEES)
+        spec = InstrumentSpec(sym, "spot", 9, 1, ALPACA_CRYPTO_FEES, fee_asset="base")    # a buy's fee is paid in the coin, as at Alpaca
         info = InstrumentInfo(symbol=sym, sz_decimals=6, min_notional_usd=1.0, hip3=False, tier="crypto_spot")
         out[sym] = ReplayMarket(sym, bars, stream, spec, info, lambda px, t=tick: _alpaca_round(px, t, True), stream_kw=kw)
     return out
@@ -220,6 +220,11 @@ class BacktestExecution:
 
     def instrument(self, symbol: str) -> InstrumentInfo: return self.markets[symbol].info
     def round_px(self, symbol: str, px: float) -> float: return self.markets[symbol].round_px(px)
+    def held_after(self, symbol: str, side: Side, filled_sz: float, maker_share: float) -> float:
+        "What a fill leaves in the account: less the fee where a buy pays it in the coin (crypto spot), as the live adapter says."
+        spec = self.markets[symbol].spec
+        if side is not Side.BUY or spec.fee_asset != "base": return filled_sz
+        return held_net_of_coin_fee(filled_sz, maker_share, spec.fees.maker, spec.fees.taker)
 
     def arrive(self) -> None:
         "A request leaves now: the venue advances to its arrival (fills on the way are collected), the engine's clock to the answer's return."

@@ -12,7 +12,7 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.stream import TradingStream
 from alpaca.trading.requests import LimitOrderRequest, ReplaceOrderRequest, GetOrdersRequest
 from alpaca.trading.enums import OrderSide, TimeInForce, QueryOrderStatus
-from ...core import EventLog, Side, Tif, Liquidity, OrderStatus, DataError
+from ...core import EventLog, Side, Tif, Liquidity, OrderStatus, DataError, held_net_of_coin_fee
 from ...engine.core import InstrumentInfo, OrderAck, VenueOrder
 from .config import AlpacaConfig
 from .instruments import AlpacaInstrument, parse_asset, position_symbol
@@ -65,6 +65,7 @@ class Intent:
 
 # %% ../../../nbs/06k_alpaca_execution.ipynb #d67c6347
 _FEES = {"crypto": (0.0015, 0.0025), "equities": (0.0, 0.0)}   # (maker, taker) as fractions of notional
+
 CRYPTO_DUST_STEPS = 10     # a crypto buy's fee is paid in the coin and rounded to the quantity step per fill: memory and venue may differ by
                            # a step per fill, so ten steps (1e-8 BTC, well under a cent) count as flat; equities: half a share
 
@@ -101,7 +102,7 @@ class AlpacaExecution:
     def held_after(self, symbol: str, side: Side, filled_sz: float, maker_share: float) -> float:
         "What a fill leaves in the account: a crypto buy pays its fee in the coin bought, $q (1 - (m f_m + (1-m) f_t))$."
         if side is not Side.BUY or not self.inst(symbol).crypto: return filled_sz
-        return filled_sz * (1.0 - (maker_share * self.fees[0] + (1.0 - maker_share) * self.fees[1]))
+        return held_net_of_coin_fee(filled_sz, maker_share, *self.fees)
     def _log(self, event: str, **f) -> None:
         if self.log is not None: self.log.log(event, **f)
 
