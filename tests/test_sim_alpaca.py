@@ -567,15 +567,21 @@ async def test_stream_disconnects_and_a_silent_stall_are_survived_by_the_sdk(csi
         await flowing("after the stall")
 
 
-async def test_trading_stream_reconnects_after_a_drop_and_keeps_delivering(csim):
-    got = []
-    async def on_update(u): got.append((u.event, str(u.order.id)))
+@contextlib.asynccontextmanager
+async def listening(csim, got: list, record):
+    "A TradingStream appending `record(update)` to `got`, listening; yields a market-buy function."
+    async def on_update(u): got.append(record(u))
     ts = TradingStream(KEY, SECRET, url_override=csim.trading_stream_url)
     ts.subscribe_trade_updates(on_update)
     tc = trading(csim)
-    buy = lambda: sdk(tc.submit_order, MarketOrderRequest(symbol="BTC/USD", qty=0.001, side=OrderSide.BUY, time_in_force=TimeInForce.GTC))
     async with running(csim, ts):
         await eventually(lambda: any(c.get("listening") for c in csim.ws_connections.values()), what="listening")
+        yield lambda: sdk(tc.submit_order, MarketOrderRequest(symbol="BTC/USD", qty=0.001, side=OrderSide.BUY, time_in_force=TimeInForce.GTC))
+
+
+async def test_trading_stream_reconnects_after_a_drop_and_keeps_delivering(csim):
+    got = []
+    async with listening(csim, got, lambda u: (u.event, str(u.order.id))) as buy:
         o1 = await buy()
         await eventually(lambda: ("fill", str(o1.id)) in got, what="first fill")
         assert await csim.drop_ws(path="/stream") == 1
@@ -588,13 +594,7 @@ async def test_trading_stream_reconnects_after_a_drop_and_keeps_delivering(csim)
 
 async def test_fill_updates_can_be_duplicated_and_delivered_out_of_order(csim):
     got = []
-    async def on_update(u): got.append((u.event, str(u.order.id), getattr(u, "execution_id", None)))
-    ts = TradingStream(KEY, SECRET, url_override=csim.trading_stream_url)
-    ts.subscribe_trade_updates(on_update)
-    tc = trading(csim)
-    buy = lambda: sdk(tc.submit_order, MarketOrderRequest(symbol="BTC/USD", qty=0.001, side=OrderSide.BUY, time_in_force=TimeInForce.GTC))
-    async with running(csim, ts):
-        await eventually(lambda: any(c.get("listening") for c in csim.ws_connections.values()), what="listening")
+    async with listening(csim, got, lambda u: (u.event, str(u.order.id), getattr(u, "execution_id", None))) as buy:
         csim.duplicate_trade_updates(1)
         o1 = await buy()
         await eventually(lambda: sum(1 for e, i, _ in got if (e, i) == ("fill", str(o1.id))) == 2, what="the fill twice")
